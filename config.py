@@ -1,0 +1,124 @@
+"""Every knob of the scripts, with the paper's defaults (NAD, ICLR 2021, Sec. 4.1 and Appendix A).
+
+`get_arguments()` is NAD's parser (main.py); `get_badnet_arguments()` is train_badnet.py's. Both share
+the data, attack and runtime options. `parse(parser, argv)` parses and validates once, so bad input
+ends with one clear line (and exit code 2) before any work starts.
+"""
+import argparse
+
+from data_loader import TARGET_TYPES, TRIGGERS
+from models import build_model
+from utils import UserError
+
+
+def _add_common(p):
+    g = p.add_argument_group('data and attack')
+    g.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10', 'GTSRB'])
+    g.add_argument('--data_root', default=None, help='dataset cache folder (default: ./data)')
+    g.add_argument('--trigger_type', default='gridTrigger', help=f"one of: {', '.join(TRIGGERS)}")
+    g.add_argument('--target_type', default='all2one', help=f"one of: {', '.join(TARGET_TYPES)}")
+    g.add_argument('--target_label', type=int, default=5)
+    g.add_argument('--inject_portion', type=float, default=0.1, help='fraction of training images poisoned')
+    g.add_argument('--trig_w', type=int, default=3, help='trigger width (kept for the original interface)')
+    g.add_argument('--trig_h', type=int, default=3, help='trigger height (kept for the original interface)')
+    g = p.add_argument_group('runtime')
+    g.add_argument('--device', default='auto', help='auto (CUDA if present), cpu, cuda, cuda:N')
+    g.add_argument('--amp', default='auto', choices=['auto', 'on', 'off'],
+                   help='autocast: auto = AMP on CUDA, bfloat16 on CPUs with AMX/AVX512-BF16, else float32')
+    g.add_argument('--seed', type=int, default=0, help='seeds data selection, poisoning, init, shuffling, augmentation')
+    g.add_argument('--eval_batch_size', type=int, default=1000)
+    g.add_argument('--num_classes', type=int, default=None, help='default: from the dataset')
+    return p
+
+
+def _add_optim(p, epochs, lr, batch_size, weight_decay):
+    g = p.add_argument_group('optimisation')
+    g.add_argument('--epochs', type=int, default=epochs)
+    g.add_argument('--batch_size', type=int, default=batch_size)
+    g.add_argument('--lr', type=float, default=lr)
+    g.add_argument('--momentum', type=float, default=0.9)
+    g.add_argument('--weight_decay', type=float, default=weight_decay)
+    g.add_argument('--nesterov', action='store_true', help='Nesterov momentum (the original code used it)')
+    return g
+
+
+def get_arguments():
+    """main.py: NAD with the paper's settings. All betas 0 is plain fine-tuning."""
+    p = argparse.ArgumentParser(description='Neural Attention Distillation: erase a backdoor from a model')
+    g = p.add_argument_group('models')
+    g.add_argument('--s_model', default='./weight/s_net/WRN-16-1-S-model_best.pth.tar', help='backdoored student')
+    g.add_argument('--t_model', default='./weight/t_net/WRN-16-1-T-model_best.pth.tar', help='fine-tuned teacher')
+    g.add_argument('--s_name', default='WRN-16-1')
+    g.add_argument('--t_name', default='WRN-16-1')
+    g.add_argument('--checkpoint_root', default='./weight/erasing_net', help='where the erased model is saved')
+    g.add_argument('--log_root', default='./results', help='where the per-epoch CSV and JSON summary go')
+    g.add_argument('--run_name', default=None, help='name of the result files (default: derived from the run)')
+    g.add_argument('--make_teacher', action='store_true',
+                   help='fine-tune the student on the clean data (all betas 0) and save it as --t_model')
+    g.add_argument('--keep', default='last', choices=['last', 'oracle'],
+                   help="which epoch's model is saved: last (a defender's choice: ASR needs the trigger), "
+                        'or oracle (highest ACC - ASR, uses the trigger; for analysis only)')
+    _add_optim(p, epochs=10, lr=0.1, batch_size=64, weight_decay=1e-4)
+    p.add_argument('--schedule', type=int, nargs='*', default=[2, 4, 6, 8], help='epochs where lr is multiplied by --gamma')
+    p.add_argument('--gamma', type=float, default=0.1)
+    p.add_argument('--ratio', type=float, default=0.05, help='fraction of the training set given to the defender')
+    p.add_argument('--cutout_length', type=int, default=9, help='Cutout hole size (0: off; the original used 3)')
+    g = p.add_argument_group('attention distillation')
+    g.add_argument('--beta1', type=float, default=500.0, help='weight of the group-1 attention loss')
+    g.add_argument('--beta2', type=float, default=1000.0, help='weight of the group-2 attention loss')
+    g.add_argument('--beta3', type=float, default=1000.0, help='weight of the group-3 attention loss')
+    g.add_argument('--p', type=float, default=2.0, help='power of the attention operator')
+    g.add_argument('--attention', default='sum_p', choices=['sum', 'sum_p', 'mean_p'],
+                   help='A_sum, A^p_sum (default), A^p_mean')
+    g.add_argument('--at_form', default='code', choices=['code', 'paper'],
+                   help='code: MSE of normalised maps (the original code; betas tuned for it); paper: L2 norm')
+    return _add_common(p)
+
+
+def get_badnet_arguments():
+    """train_badnet.py: train a backdoored model from scratch."""
+    p = argparse.ArgumentParser(description='Train a backdoored WRN on a poisoned training set')
+    p.add_argument('--s_name', default='WRN-16-1', help='architecture, WRN-<depth>-<width>')
+    p.add_argument('--output', default=None,
+                   help='checkpoint path (default: weight/s_net/<s_name>-<trigger>-<target_type>-<target>.pth.tar)')
+    p.add_argument('--log_root', default='./results')
+    _add_optim(p, epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4)
+    p.add_argument('--warmup_epochs', type=float, default=1.0, help='linear lr warm-up, then linear decay to 0')
+    p.add_argument('--no-augment', dest='augment', action='store_false',
+                   help='train without random crop and flip (as the original did; makes backdoors brittle)')
+    p.add_argument('--cutout_length', type=int, default=0, help='Cutout hole size during training (0: off)')
+    return _add_common(p)
+
+
+def validate(args):
+    """Raise UserError on the first bad value, naming it."""
+    if args.trigger_type not in TRIGGERS:
+        raise UserError(f"unknown trigger '{args.trigger_type}' (choose from {', '.join(TRIGGERS)})")
+    if args.target_type not in TARGET_TYPES:
+        raise UserError(f"unknown target type '{args.target_type}' (choose from {', '.join(TARGET_TYPES)})")
+    if args.num_classes is None:
+        args.num_classes = {'CIFAR10': 10, 'GTSRB': 43}[args.dataset]
+    if not 0 <= args.target_label < args.num_classes:
+        raise UserError(f'--target_label {args.target_label} is outside 0..{args.num_classes - 1}')
+    for name in ('inject_portion', 'ratio'):
+        value = getattr(args, name, None)
+        if value is not None and not 0 < value <= 1:
+            raise UserError(f'--{name} {value} must be in (0, 1]')
+    for name in ('beta1', 'beta2', 'beta3'):
+        if getattr(args, name, 0) < 0:
+            raise UserError(f'--{name} {getattr(args, name)} must not be negative')
+    for name in ('epochs', 'batch_size', 'eval_batch_size'):
+        if getattr(args, name) < 1:
+            raise UserError(f'--{name} must be at least 1')
+    if args.lr <= 0:
+        raise UserError(f'--lr {args.lr} must be positive')
+    if getattr(args, 'cutout_length', 0) < 0:
+        raise UserError('--cutout_length must not be negative')
+    for name in ('s_name', 't_name'):
+        if hasattr(args, name):
+            build_model(getattr(args, name), args.num_classes)  # raises UserError on an unknown architecture
+    return args
+
+
+def parse(parser, argv=None):
+    return validate(parser.parse_args(argv))

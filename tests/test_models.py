@@ -1,0 +1,78 @@
+"""WRN shapes and sizes, and checkpoint loading with its refusals."""
+import pytest
+import torch
+
+from models import ARCHS, build_model, select_model
+from utils import UserError
+from utils.checkpoint import load_checkpoint, save_checkpoint
+
+
+@pytest.mark.parametrize('name', ARCHS)
+def test_forward_returns_three_groups_and_logits(name):
+    width = int(name.split('-')[2])
+    a1, a2, a3, logits = build_model(name)(torch.rand(2, 3, 32, 32))
+    assert a1.shape == (2, 16 * width, 32, 32)
+    assert a2.shape == (2, 32 * width, 16, 16)
+    assert a3.shape == (2, 64 * width, 8, 8)
+    assert logits.shape == (2, 10)
+
+
+def test_wrn_16_1_size():
+    n = sum(p.numel() for p in build_model('WRN-16-1').parameters())
+    assert n == 175_066                                     # the paper's "about 0.175 M"
+
+
+def test_unknown_architecture():
+    with pytest.raises(UserError, match='unknown model'):
+        build_model('ResNet-18')
+    with pytest.raises(UserError, match='unknown model'):
+        build_model('WRN-15-1')
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = build_model('WRN-16-1')
+    path = tmp_path / 'm.pth.tar'
+    save_checkpoint(path, model, 'WRN-16-1', 10, epoch=3, acc=80.5, asr=1.5, config={'seed': 7})
+    loaded, ckpt = select_model('WRN-16-1', 10, str(path))
+    assert ckpt['epoch'] == 3 and ckpt['acc'] == 80.5 and ckpt['config'] == {'seed': 7}
+    x = torch.rand(2, 3, 32, 32)
+    model.eval(), loaded.eval()
+    assert torch.equal(model(x)[-1], loaded(x)[-1])
+    assert [p.name for p in tmp_path.iterdir()] == ['m.pth.tar']   # no temp file left behind
+
+
+def test_bare_state_dict_and_original_key_names_load(tmp_path):
+    model = build_model('WRN-16-1')
+    torch.save({'module.' + k: v for k, v in model.state_dict().items()}, tmp_path / 'bare.pth')
+    select_model('WRN-16-1', 10, str(tmp_path / 'bare.pth'))
+
+
+@pytest.mark.parametrize('arch,classes,ask_arch,ask_classes', [
+    ('WRN-16-2', 10, 'WRN-16-1', 10), ('WRN-16-1', 43, 'WRN-16-1', 10)])
+def test_architecture_or_class_mismatch_is_refused(tmp_path, arch, classes, ask_arch, ask_classes):
+    path = tmp_path / 'm.pth.tar'
+    save_checkpoint(path, build_model(arch, classes), arch, classes)
+    with pytest.raises(UserError, match='holds a'):
+        select_model(ask_arch, ask_classes, str(path))
+    torch.save({'state_dict': build_model(arch, classes).state_dict()}, path)   # no metadata: shapes decide
+    with pytest.raises(UserError, match='does not fit'):
+        select_model(ask_arch, ask_classes, str(path))
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path):
+    with pytest.raises(UserError, match='not found'):
+        load_checkpoint(str(tmp_path / 'nope.tar'))
+    bad = tmp_path / 'bad.tar'
+    bad.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(UserError, match='corrupt'):
+        load_checkpoint(str(bad))
+
+
+def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
+    def failing_save(obj, f):
+        f.write(b'partial')
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, 'save', failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / 'x.tar', build_model('WRN-16-1'), 'WRN-16-1', 10)
+    assert list(tmp_path.iterdir()) == []

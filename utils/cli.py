@@ -1,0 +1,53 @@
+"""What every entry point does the same way: error handling, set-up, test loaders, epoch lines."""
+import sys
+import time
+
+from data_loader import DATA_ROOT, BatchLoader, DatasetBD, load_dataset
+from utils import UserError
+from utils.runtime import autocast_dtype, resolve_device, seed_everything
+
+
+def run(main):
+    """Call main(); bad input or Ctrl-C ends with one line on stderr and a non-zero exit."""
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f'error: {e}')
+    except KeyboardInterrupt:
+        sys.exit('interrupted: no partial checkpoint or result file was written')
+
+
+def setup(args):
+    """Seed, pick the device and precision, load the dataset. Returns (device, amp_dtype, data)."""
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(device, args.amp)
+    data, num_classes = load_dataset(args.dataset, args.data_root or DATA_ROOT)
+    if num_classes != args.num_classes:
+        raise UserError(f'--num_classes {args.num_classes} does not match {args.dataset} ({num_classes} classes)')
+    print(f'device {device}, precision {amp_dtype or "float32"}, seed {args.seed}', flush=True)
+    return device, amp_dtype, data
+
+
+def test_loaders(args, data, device):
+    """The full clean test set (ACC) and the triggered non-target test set (ASR)."""
+    x, y = data['test']
+    backdoor = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label,
+                         mode='test', num_classes=args.num_classes)
+    clean_loader = BatchLoader(x, y, args.eval_batch_size, device)
+    backdoor_loader = BatchLoader(backdoor.x, backdoor.y, args.eval_batch_size, device)
+    return clean_loader, backdoor_loader
+
+
+def epoch_line(epoch, lr, loss, metrics, seconds):
+    loss_text = f'{loss:.4f}' if loss is not None else '-'
+    return (f"epoch {epoch:3d} | lr {lr:.5f} | loss {loss_text} | ACC {metrics['acc']:6.2f} | "
+            f"ASR {metrics['asr']:6.2f} | {seconds:5.1f}s")
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self):
+        return time.perf_counter() - self.start
