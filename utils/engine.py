@@ -23,6 +23,8 @@ def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc=
 
     `lr_at(fraction)` optionally sets a per-step learning rate, fraction in [0, 1) of the epoch."""
     model.train()
+    # float16 (CUDA without bfloat16) needs loss scaling; bfloat16 and float32 do not.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     total, count = 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
     for step, (x, y) in enumerate(bar):
@@ -31,8 +33,9 @@ def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc=
         with autocast(device, amp_dtype):
             loss = loss_fn(model, x, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         total += loss.item() * len(y)
         count += len(y)
         bar.set_postfix(loss=f'{total / count:.4f}', refresh=False)
