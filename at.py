@@ -4,21 +4,24 @@ For an activation F in R^{B x C x H x W}:
   A_sum      = sum_c |F_c|
   A^p_sum    = sum_c |F_c|^p        (NAD's default, p = 2)
   A^p_mean   = (1/C) sum_c |F_c|^p
+and, for the paper's Table 8 comparison, 'activation': the raw feature map itself (no channel pooling).
 """
 import torch
 import torch.nn.functional as F
 
-ATTENTIONS = ('sum', 'sum_p', 'mean_p')
+ATTENTIONS = ('sum', 'sum_p', 'mean_p', 'activation')
 
 
 def attention(fm, p=2.0, kind='sum_p'):
-    """B x C x H x W activation -> B x H x W attention map."""
+    """B x C x H x W activation -> B x H x W attention map ('activation': the map unchanged)."""
     if kind == 'sum':
         return fm.abs().sum(dim=1)
     if kind == 'sum_p':
         return fm.abs().pow(p).sum(dim=1)
     if kind == 'mean_p':
         return fm.abs().pow(p).mean(dim=1)
+    if kind == 'activation':
+        return fm
     raise ValueError(f"unknown attention '{kind}' (choose from {', '.join(ATTENTIONS)})")
 
 

@@ -6,7 +6,9 @@ ends with one clear line (and exit code 2) before any work starts.
 """
 import argparse
 
+from at import ATTENTIONS
 from data_loader import TARGET_TYPES, TRIGGERS
+from defenses import DEFENSES
 from models import build_model
 from utils import UserError
 
@@ -55,9 +57,22 @@ def get_arguments():
     g.add_argument('--run_name', default=None, help='name of the result files (default: derived from the run)')
     g.add_argument('--make_teacher', action='store_true',
                    help='fine-tune the student on the clean data (all betas 0) and save it as --t_model')
-    g.add_argument('--keep', default='last', choices=['last', 'oracle'],
+    g.add_argument('--defense', default='nad', choices=DEFENSES,
+                   help='nad; finetune (= all betas 0); fineprune; mixup; cutout; argd; mcr (see defenses.py, mcr.py)')
+    g.add_argument('--teacher_from_scratch', action='store_true',
+                   help='with --make_teacher: train a fresh --t_name model on the clean subset instead of '
+                        'fine-tuning the student (paper Table 2, Fig. 4); give it more --epochs and a larger --lr')
+    g.add_argument('--keep', default='last', choices=['last', 'oracle', 'holdout'],
                    help="which epoch's model is saved: last (a defender's choice: ASR needs the trigger), "
-                        'or oracle (highest ACC - ASR, uses the trigger; for analysis only)')
+                        'oracle (highest ACC - ASR, uses the trigger; for analysis only), or holdout '
+                        '(best accuracy on --holdout images; set automatically by --holdout)')
+    g.add_argument('--holdout', type=float, default=0.0,
+                   help='early stopping (Appendix J): hold out this fraction of the clean subset, keep the epoch '
+                        'with the best accuracy on it, stop after --patience epochs without improvement (0: off)')
+    g.add_argument('--patience', type=int, default=2)
+    g.add_argument('--iterations', type=int, default=1,
+                   help="iterative NAD (Appendix G): rounds; each later round restarts from the backdoored model "
+                        "with the previous round's erased model as the teacher")
     # lr 0.01, not the paper's 0.1: measured on the shipped student, lr 0.1 (and 0.03) wrecks it in the
     # first epoch (ACC 88 -> 16, ending near 56 after 10 epochs), while 0.01 keeps ACC at 85 and still
     # erases the backdoor. See README, "Results". `--lr 0.1` gives the paper's value.
@@ -65,16 +80,38 @@ def get_arguments():
     p.add_argument('--schedule', type=int, nargs='*', default=[2, 4, 6, 8], help='epochs where lr is multiplied by --gamma')
     p.add_argument('--gamma', type=float, default=0.1)
     p.add_argument('--ratio', type=float, default=0.05, help='fraction of the training set given to the defender')
-    p.add_argument('--cutout_length', type=int, default=9, help='Cutout hole size (0: off; the original used 3)')
+    p.add_argument('--cutout_length', type=int, default=None,
+                   help='Cutout hole size (0: off). Default: 9 (the paper), 3 for --defense cutout '
+                        '(Appendix B; the original code used 3 everywhere), 0 for --defense mixup')
     g = p.add_argument_group('attention distillation')
     g.add_argument('--beta1', type=float, default=500.0, help='weight of the group-1 attention loss')
     g.add_argument('--beta2', type=float, default=1000.0, help='weight of the group-2 attention loss')
     g.add_argument('--beta3', type=float, default=1000.0, help='weight of the group-3 attention loss')
     g.add_argument('--p', type=float, default=2.0, help='power of the attention operator')
-    g.add_argument('--attention', default='sum_p', choices=['sum', 'sum_p', 'mean_p'],
-                   help='A_sum, A^p_sum (default), A^p_mean')
+    g.add_argument('--attention', default='sum_p', choices=ATTENTIONS,
+                   help='A_sum, A^p_sum (default), A^p_mean, or activation: the raw feature maps (Table 8)')
     g.add_argument('--at_form', default='code', choices=['code', 'paper'],
                    help='code: MSE of normalised maps (the original code; betas tuned for it); paper: L2 norm')
+    g = p.add_argument_group('baseline defenses')
+    g.add_argument('--mixup_alpha', type=float, default=1.0, help='Mixup Beta(alpha, alpha) (Appendix B: 1)')
+    g.add_argument('--prune_ratio', type=float, default=None,
+                   help='fine-pruning: fraction of last-layer channels to mask; default: searched, see --prune_max_drop')
+    g.add_argument('--prune_max_drop', type=float, default=4.0,
+                   help='fine-pruning search (Liu et al.): prune in steps of 5%% while the clean-subset accuracy '
+                        'stays within this many points of the unpruned model')
+    g.add_argument('--prune_target_acc', type=float, default=None,
+                   help='fine-pruning search: instead, prune while the clean-subset accuracy stays at or above this '
+                        '(e.g. to match another defense, as the paper matched NAD)')
+    g.add_argument('--argd_edge', type=float, default=20.0,
+                   help='ARGD: weight of the attention-relation edge term (20 and 100 make each extra term start at '
+                        'about a third of the vertex terms on the shipped model)')
+    g.add_argument('--argd_embed', type=float, default=100.0, help='ARGD: weight of the cross-layer embedding term')
+    g.add_argument('--mcr_epochs', type=int, default=100, help='MCR: epochs of curve training')
+    g.add_argument('--mcr_lr', type=float, default=0.01, help='MCR: initial lr of the curve (cosine decay)')
+    g.add_argument('--mcr_t', type=float, default=0.3, help='MCR: the point on the curve that is reported and saved')
+    g.add_argument('--mcr_points', type=float, nargs='*', default=[i / 10 for i in range(11)],
+                   help='MCR: points t evaluated along the curve (written to <run>_curve.csv/.png)')
+    g.add_argument('--mcr_end', default=None, help='MCR: checkpoint at t = 1 (default: the backdoored model)')
     return _add_common(p)
 
 
@@ -115,12 +152,47 @@ def validate(args):
             raise UserError(f'--{name} must be at least 1')
     if args.lr <= 0:
         raise UserError(f'--lr {args.lr} must be positive')
-    if getattr(args, 'cutout_length', 0) < 0:
+    if (getattr(args, 'cutout_length', 0) or 0) < 0:
         raise UserError('--cutout_length must not be negative')
+    if hasattr(args, 'defense'):
+        _validate_defense(args)
     for name in ('s_name', 't_name'):
         if hasattr(args, name):
             build_model(getattr(args, name), args.num_classes)  # raises UserError on an unknown architecture
     return args
+
+
+def _validate_defense(args):
+    if args.cutout_length is None:
+        args.cutout_length = {'cutout': 3, 'mixup': 0}.get(args.defense, 9)
+    if args.defense == 'finetune':  # fine-tuning is NAD without the attention terms
+        args.beta1 = args.beta2 = args.beta3 = 0.0
+    if args.make_teacher:
+        args.beta1 = args.beta2 = args.beta3 = 0.0
+        if args.defense not in ('nad', 'finetune'):
+            raise UserError('--make_teacher fine-tunes the student; it cannot be combined with --defense ' + args.defense)
+    if args.teacher_from_scratch and not args.make_teacher:
+        raise UserError('--teacher_from_scratch only goes with --make_teacher')
+    if not 0 <= args.holdout < 1:
+        raise UserError(f'--holdout {args.holdout} must be in [0, 1)')
+    if args.holdout:
+        args.keep = 'holdout'
+    elif args.keep == 'holdout':
+        raise UserError('--keep holdout needs --holdout, the fraction of the clean subset to hold out')
+    if args.prune_ratio is not None and not 0 <= args.prune_ratio < 1:
+        raise UserError(f'--prune_ratio {args.prune_ratio} must be in [0, 1)')
+    for name in ('patience', 'iterations', 'mcr_epochs'):
+        if getattr(args, name) < 1:
+            raise UserError(f'--{name} must be at least 1')
+    for name in ('mixup_alpha', 'argd_edge', 'argd_embed', 'prune_max_drop'):
+        if getattr(args, name) < 0:
+            raise UserError(f'--{name} {getattr(args, name)} must not be negative')
+    if args.mcr_lr <= 0:
+        raise UserError(f'--mcr_lr {args.mcr_lr} must be positive')
+    if not all(0 <= t <= 1 for t in args.mcr_points + [args.mcr_t]):
+        raise UserError('--mcr_t and --mcr_points must lie in [0, 1]')
+    if args.iterations > 1 and args.defense not in ('nad', 'argd'):
+        raise UserError('--iterations applies to the distillation defenses (nad, argd)')
 
 
 def parse(parser, argv=None):

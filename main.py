@@ -1,42 +1,40 @@
-"""Neural Attention Distillation (Li et al., ICLR 2021): erase a backdoor with a small clean set.
+"""Neural Attention Distillation (Li et al., ICLR 2021): erase a backdoor with a small clean set,
+and the defenses the paper compares it with, all on the same data, evaluator and result files.
 
-    python main.py                     # NAD on the shipped backdoored WRN-16-1 (gridTrigger, target 5)
-    python main.py --beta1 0 --beta2 0 --beta3 0   # the same run as plain fine-tuning
-    python main.py --make_teacher      # fine-tune the student into the teacher, saved as --t_model
+    python main.py                        # NAD on the shipped backdoored WRN-16-1 (gridTrigger, target 5)
+    python main.py --defense finetune     # plain fine-tuning (= NAD with --beta1 0 --beta2 0 --beta3 0)
+    python main.py --make_teacher         # fine-tune the student into the teacher, saved as --t_model
+    python main.py --defense fineprune | mixup | cutout | argd | mcr
 
-The student (backdoored) is fine-tuned on `--ratio` of the clean training data with
+NAD fine-tunes the student (backdoored) on `--ratio` of the clean training data with
     loss = CE(student(x), y) + sum_l beta_l * AT(student_l(x), teacher_l(x))
 over the three residual groups, the teacher frozen in eval mode. ACC and ASR are measured before
 training and after every epoch; the table goes to results/<run>.csv, a summary to results/<run>.json,
-and the erased model to weight/erasing_net/<s_name>.tar.
+and the erased model to weight/erasing_net/<s_name>.tar (<s_name>-<defense>.tar for the others).
 """
+import copy
 import os
 
 import torch
-import torch.nn.functional as F
 
 import config
-from at import at_loss
+import mcr
 from data_loader import BatchLoader, clean_subset
-from models import select_model
+from defenses import ARGDLoss, distillation_loss, mixup_loss, prune_channels, prune_order, search_prune_ratio
+from models import build_model, select_model
 from utils.checkpoint import save_checkpoint, write_csv, write_json
 from utils.cli import Timer, epoch_line, run, setup, test_loaders
-from utils.engine import evaluate, set_lr, train_epoch
+from utils.engine import accuracy, evaluate, set_lr, train_epoch
+from utils.runtime import generator
 
 
-def nad_loss(teacher, betas, p, kind, form):
-    """CE plus the weighted attention distillation terms; with all betas 0, plain fine-tuning."""
-    def loss_fn(student, x, y):
-        *student_groups, logits = student(x)
-        loss = F.cross_entropy(logits, y)
-        if teacher is not None and any(betas):
-            with torch.no_grad():
-                teacher_groups = teacher(x)[:-1]
-            for beta, fs, ft in zip(betas, student_groups, teacher_groups):
-                if beta:  # the student side is NOT detached: these terms must reach its weights
-                    loss = loss + beta * at_loss(fs, ft, p, kind, form)
-        return loss
-    return loss_fn
+def method_of(args):
+    """The name results are filed under. NAD with every beta 0 is fine-tuning, and is named so."""
+    if args.make_teacher:
+        return 'teacher'
+    if args.defense == 'nad' and not any((args.beta1, args.beta2, args.beta3)):
+        return 'finetune'
+    return args.defense
 
 
 def lr_for_epoch(args, epoch):
@@ -44,69 +42,159 @@ def lr_for_epoch(args, epoch):
     return args.lr * args.gamma ** sum(epoch >= m for m in args.schedule)
 
 
+def split_holdout(x, y, fraction, seed):
+    """Hold out a seeded `fraction` of the clean subset for early stopping (Appendix J)."""
+    order = torch.randperm(len(y), generator=generator(seed, 'holdout'))
+    n = int(round(len(y) * fraction))
+    return (x[order[n:]], y[order[n:]]), (x[order[:n]], y[order[:n]])
+
+
+def build_loss(method, args, teacher, device):
+    """The defense's training loss and any parameters of its own that must be optimised."""
+    betas = (args.beta1, args.beta2, args.beta3)
+    if method == 'argd':
+        loss = ARGDLoss(teacher, betas, args.argd_edge, args.argd_embed, args.p, args.attention, args.at_form).to(device)
+        return loss, list(loss.projections.parameters())
+    if method == 'mixup':
+        return mixup_loss(args.mixup_alpha, generator(args.seed, 'mixup', device)), []
+    if method == 'nad':
+        return distillation_loss(teacher, betas, args.p, args.attention, args.at_form), []
+    return distillation_loss(None, (0, 0, 0), args.p, args.attention, args.at_form), []  # plain CE
+
+
+def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clean_loader, backdoor_loader,
+              device, amp_dtype, first_epoch=1):
+    """The shared erasing loop: train, evaluate after every epoch, keep one epoch by the stated rule.
+    Returns (rows, kept row, kept state)."""
+    loss_fn, own_params = build_loss(method, args, teacher, device)
+    optimizer = torch.optim.SGD([{'params': student.parameters()}, {'params': own_params, 'weight_decay': 0.0}],
+                                lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                                nesterov=args.nesterov)
+    rows, kept, kept_state, best_holdout, stale = [], None, None, -1.0, 0
+    for epoch in range(args.epochs):
+        timer = Timer()
+        lr = lr_for_epoch(args, epoch)
+        set_lr(optimizer, lr)
+        loss = train_epoch(student, train_loader, loss_fn, optimizer, device, amp_dtype,
+                           desc=f'epoch {first_epoch + epoch}')
+        metrics = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
+        row = {'epoch': first_epoch + epoch, 'lr': lr, 'loss': loss, 'acc': metrics['acc'], 'asr': metrics['asr'],
+               'seconds': timer()}
+        if holdout_loader is not None:
+            row['holdout_acc'] = accuracy(student, holdout_loader, device, amp_dtype)
+        rows.append(row)
+        print(epoch_line(row['epoch'], lr, loss, metrics, row['seconds']), flush=True)
+        # Keep rules. 'last': the final epoch (all a defender without the trigger can do); 'holdout': the
+        # epoch with the best accuracy on the held-out clean images; 'oracle': the highest ACC - ASR,
+        # which peeks at the trigger (analysis only).
+        if args.keep == 'holdout':
+            better = row['holdout_acc'] > best_holdout
+            best_holdout, stale = (row['holdout_acc'], 0) if better else (best_holdout, stale + 1)
+        else:
+            better = args.keep == 'last' or kept is None or row['acc'] - row['asr'] > kept['acc'] - kept['asr']
+        if better:
+            kept, kept_state = row, copy.deepcopy(student.state_dict())
+        if args.keep == 'holdout' and stale >= args.patience:
+            print(f'early stop: no better held-out accuracy for {args.patience} epochs', flush=True)
+            break
+    return rows, kept, kept_state
+
+
 def main():
     args = config.parse(config.get_arguments())
-    if args.make_teacher:
-        args.beta1 = args.beta2 = args.beta3 = 0.0
-    betas = (args.beta1, args.beta2, args.beta3)
-    method = 'teacher' if args.make_teacher else ('nad' if any(betas) else 'finetune')
+    method = method_of(args)
     # Checkpoints first: a bad one fails in a second, before any data is loaded.
     student, s_ckpt = select_model(args.s_name, args.num_classes, args.s_model)
-    teacher = select_model(args.t_name, args.num_classes, args.t_model)[0] if method == 'nad' else None
+    teacher = None
+    if method in ('nad', 'argd'):
+        teacher = select_model(args.t_name, args.num_classes, args.t_model)[0]
+    if method == 'teacher' and args.teacher_from_scratch:
+        student = build_model(args.t_name, args.num_classes)  # Table 2 / Fig. 4: a teacher that never saw poison
     device, amp_dtype, data = setup(args)
+    backdoored = copy.deepcopy(student.state_dict())
     student = student.to(device, memory_format=torch.channels_last)
     if teacher is not None:
         teacher = teacher.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
 
     x, y = clean_subset(*data['train'], args.ratio, seed=args.seed)
+    holdout_loader = None
+    if args.holdout:
+        (x, y), (hx, hy) = split_holdout(x, y, args.holdout, args.seed)
+        holdout_loader = BatchLoader(hx, hy, args.eval_batch_size, device)
     train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
                                cutout_length=args.cutout_length, seed=args.seed)
     clean_loader, backdoor_loader = test_loaders(args, data, device)
-    optimizer = torch.optim.SGD(student.parameters(), lr=args.lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay, nesterov=args.nesterov)
-    loss_fn = nad_loss(teacher, betas, args.p, args.attention, args.at_form)
-    print(f'{method}: {len(y)} clean images ({args.ratio:.0%}), {args.epochs} epochs, betas {betas}, '
-          f'attention {args.attention} p={args.p}, loss form {args.at_form}', flush=True)
+    distills = f', betas {(args.beta1, args.beta2, args.beta3)}, attention {args.attention} p={args.p}, ' \
+               f'loss form {args.at_form}' if method in ('nad', 'argd') else ''
+    print(f'{method}: {len(y)} clean images ({args.ratio:.0%} of the training set'
+          f"{f', {len(holdout_loader.y)} held out' if holdout_loader else ''}), {args.epochs} epochs"
+          f'{distills}, cutout {args.cutout_length}', flush=True)
 
     total = Timer()
     before = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
-    rows = [{'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'seconds': total()}]
+    before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()), flush=True)
-    kept, kept_state = None, None
-    for epoch in range(1, args.epochs + 1):
-        timer = Timer()
-        lr = lr_for_epoch(args, epoch - 1)
-        set_lr(optimizer, lr)
-        loss = train_epoch(student, train_loader, loss_fn, optimizer, device, amp_dtype, desc=f'epoch {epoch}')
-        metrics = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
-        row = {'epoch': epoch, 'lr': lr, 'loss': loss, 'acc': metrics['acc'], 'asr': metrics['asr'], 'seconds': timer()}
-        rows.append(row)
-        print(epoch_line(epoch, lr, loss, metrics, timer()), flush=True)
-        # Keep rule: 'last' keeps the final epoch (all a defender without the trigger can do);
-        # 'oracle' keeps the epoch with the highest ACC - ASR, which peeks at the trigger.
-        if args.keep == 'last' or kept is None or row['acc'] - row['asr'] > kept['acc'] - kept['asr']:
-            kept = row
-            kept_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-    seconds = total()
+    extra = {}
 
-    student.load_state_dict(kept_state)
-    path = args.t_model if method == 'teacher' else os.path.join(args.checkpoint_root, f'{args.s_name}.tar')
-    save_checkpoint(path, student, args.s_name, args.num_classes, epoch=kept['epoch'], acc=kept['acc'],
+    if method == 'mcr':
+        curve, at_t, model, curve_seconds = mcr.run(args, student, x, y, clean_loader, backdoor_loader, device,
+                                                    amp_dtype)
+        student.load_state_dict(model.state_dict())
+        extra = {'mcr_t': args.mcr_t, 'curve': curve}
+        kept = {'epoch': args.mcr_epochs, 'lr': None, 'loss': None, 'acc': at_t['acc'], 'asr': at_t['asr'],
+                'seconds': curve_seconds}
+        rows = [kept]
+    else:
+        if method == 'fineprune':
+            subset_loader = BatchLoader(x, y, args.eval_batch_size, device)  # no augmentation
+            order = prune_order(student, subset_loader, device, amp_dtype)
+            ratio, acc0, acc1 = args.prune_ratio, None, None
+            if ratio is None:
+                ratio, acc0, acc1 = search_prune_ratio(student, order, subset_loader, device, amp_dtype,
+                                                       args.prune_max_drop, target_acc=args.prune_target_acc)
+            pruned = order[:int(round(ratio * len(order)))]
+            prune_channels(student, pruned)
+            pruned_metrics = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
+            extra = {'prune_ratio': ratio, 'pruned_channels': pruned.tolist(), 'after_pruning': pruned_metrics,
+                     'clean_subset_acc_unpruned': acc0, 'clean_subset_acc_pruned': acc1}
+            print(f'fine-pruning: {len(pruned)} of {len(order)} last-layer channels masked (ratio {ratio:.2f}) | '
+                  f"before fine-tuning: ACC {pruned_metrics['acc']:.2f} ASR {pruned_metrics['asr']:.2f}", flush=True)
+        rows, kept, kept_state = [], None, None
+        for round_ in range(1, args.iterations + 1):
+            if round_ > 1:  # iterative NAD (Appendix G): the last round's erased model teaches the next
+                teacher = copy.deepcopy(student).eval().requires_grad_(False)
+                student.load_state_dict(backdoored)
+                print(f'round {round_}: the erased model of round {round_ - 1} is the teacher', flush=True)
+            round_rows, kept, kept_state = fine_tune(args, method, student, teacher, train_loader, holdout_loader,
+                                                     clean_loader, backdoor_loader, device, amp_dtype,
+                                                     first_epoch=len(rows) + 1)
+            rows += round_rows
+            student.load_state_dict(kept_state)
+    seconds = total()
+    rows = [before_row] + rows
+
+    suffix = '' if method in ('nad', 'finetune') else f'-{method}'
+    path = args.t_model if method == 'teacher' else os.path.join(args.checkpoint_root, f'{args.s_name}{suffix}.tar')
+    arch = args.t_name if method == 'teacher' and args.teacher_from_scratch else args.s_name
+    save_checkpoint(path, student, arch, args.num_classes, epoch=kept['epoch'], acc=kept['acc'],
                     asr=kept['asr'], method=method, keep_rule=args.keep, config=vars(args),
-                    source_checkpoint=args.s_model)
+                    source_checkpoint=None if args.teacher_from_scratch and method == 'teacher' else args.s_model)
     run_name = args.run_name or f"{method}_{os.path.basename(args.s_model).split('.')[0]}_seed{args.seed}"
+    if method == 'mcr':
+        write_csv(os.path.join(args.log_root, f'{run_name}_curve.csv'), extra['curve'])
+        mcr.plot(extra['curve'], os.path.join(args.log_root, f'{run_name}_curve.png'), args.mcr_t)
     write_csv(os.path.join(args.log_root, f'{run_name}.csv'), rows)
     write_json(os.path.join(args.log_root, f'{run_name}.json'), {
-        'method': method, 'before': rows[0], 'after': kept, 'keep_rule': args.keep,
+        'method': method, 'before': before_row, 'after': kept, 'keep_rule': args.keep,
         'acc_note': f'ACC over all {len(clean_loader.y)} test images; ASR over the {len(backdoor_loader.y)} '
                     'triggered test images whose true class is not the target',
         'at_form': args.at_form, 'seconds': seconds, 'checkpoint': path,
         'student_checkpoint': {'path': args.s_model, 'epoch': s_ckpt.get('epoch'), 'acc': s_ckpt.get('acc'),
                                'asr': s_ckpt.get('asr')},
-        'config': vars(args), 'epochs': rows})
+        **extra, 'config': vars(args), 'epochs': rows})
+    where = f"t {args.mcr_t}" if method == 'mcr' else f"epoch {kept['epoch']}, keep={args.keep}"
     print(f"{method} done in {seconds:.0f}s | before: ACC {before['acc']:.2f} ASR {before['asr']:.2f} | "
-          f"after (epoch {kept['epoch']}, keep={args.keep}): ACC {kept['acc']:.2f} ASR {kept['asr']:.2f} | "
-          f'saved {path}', flush=True)
+          f"after ({where}): ACC {kept['acc']:.2f} ASR {kept['asr']:.2f} | saved {path}", flush=True)
 
 
 if __name__ == '__main__':

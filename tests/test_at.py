@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import at
-from main import nad_loss
+from defenses import distillation_loss as nad_loss
 from models import build_model
 
 

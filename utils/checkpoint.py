@@ -51,11 +51,13 @@ def write_json(path, obj):
 
 
 def write_csv(path, rows):
-    """Write a list of dicts (same keys) as CSV."""
+    """Write a list of dicts as CSV; the columns are every key met, in order (missing cells empty)."""
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+
     def write(f):
         import io
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(text, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
         f.write(text.getvalue().encode())

@@ -1,0 +1,124 @@
+"""Mode Connectivity Repair (Zhao et al., ICLR 2020): connect two endpoint models by a quadratic Bezier
+curve in weight space, train the curve's bend on the clean subset, and take a model part-way along it.
+
+    w(t) = (1 - t)^2 w0 + 2 t (1 - t) theta + t^2 w1,   t in [0, 1]
+
+w0 and w1 are fixed (by default both are the backdoored model, as in the NAD paper; `--mcr_end` gives
+another model for t = 1, e.g. the fine-tuned one); theta starts at (w0 + w1) / 2 and is trained with a
+fresh t ~ U(0, 1) for every batch. BatchNorm statistics belong to one set of weights, so for every
+interior t they are recomputed on the clean subset; at t = 0 and t = 1 the weights are exactly an
+endpoint's, and its own statistics are used, so the curve reproduces its endpoints exactly.
+
+Run through main.py:  python main.py --defense mcr  [--mcr_epochs 100 --mcr_t 0.3 --mcr_end PATH]
+"""
+import copy
+import math
+import os
+
+import torch
+from torch.func import functional_call
+
+from data_loader import BatchLoader
+from models import select_model
+from utils.cli import Timer
+from utils.engine import evaluate, set_lr, train_epoch
+from utils.runtime import autocast, generator
+
+
+class BezierCurve:
+    """A quadratic Bezier curve between two models of the same architecture."""
+
+    def __init__(self, model0, model1):
+        self.net = copy.deepcopy(model0)  # the module the curve's weights are plugged into
+        self.endpoints = (model0, model1)
+        p0, p1 = dict(model0.named_parameters()), dict(model1.named_parameters())
+        self.names = list(p0)
+        self.w0 = {n: p0[n].detach().clone() for n in self.names}
+        self.w1 = {n: p1[n].detach().clone() for n in self.names}
+        self.theta = [torch.nn.Parameter((self.w0[n] + self.w1[n]) / 2) for n in self.names]
+
+    def weights_at(self, t):
+        a, b, c = (1 - t) ** 2, 2 * t * (1 - t), t ** 2
+        return {n: a * self.w0[n] + b * th + c * self.w1[n] for n, th in zip(self.names, self.theta)}
+
+    def loss(self, t_generator):
+        """Training loss for the shared loop: CE of the curve's model at a fresh random t."""
+        def loss_fn(net, x, y):
+            t = torch.rand((), generator=t_generator).item()
+            logits = functional_call(net, self.weights_at(t), (x,))[-1]
+            return torch.nn.functional.cross_entropy(logits, y)
+        return loss_fn
+
+    @torch.no_grad()
+    def model_at(self, t, bn_loader, device, amp_dtype=None):
+        """A plain model with the curve's weights at t (and BatchNorm statistics that fit them)."""
+        if t in (0.0, 1.0):
+            return copy.deepcopy(self.endpoints[int(t)])
+        model = copy.deepcopy(self.net)
+        for name, value in self.weights_at(t).items():
+            model.get_parameter(name).copy_(value)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the whole pass
+        model.train()
+        for x, _ in bn_loader:
+            with autocast(device, amp_dtype):
+                model(x)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.1
+        return model.eval()
+
+
+def run(args, student, x, y, clean_loader, backdoor_loader, device, amp_dtype):
+    """Train the curve, evaluate it along t. Returns (rows, row at --mcr_t, model at --mcr_t, seconds)."""
+    end = student if args.mcr_end is None else select_model(args.s_name, args.num_classes, args.mcr_end)[0]
+    curve = BezierCurve(student, end.to(device, memory_format=torch.channels_last))
+    train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
+                               cutout_length=args.cutout_length, seed=args.seed)
+    bn_loader = BatchLoader(x, y, args.eval_batch_size, device)
+    optimizer = torch.optim.SGD(curve.theta, lr=args.mcr_lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    loss_fn = curve.loss(generator(args.seed, 'mcr_t'))
+    print(f'mcr: {len(y)} clean images, {args.mcr_epochs} epochs of curve training, lr {args.mcr_lr} (cosine), '
+          f"end t=1: {args.mcr_end or 'the backdoored model'}", flush=True)
+    total = Timer()
+    for epoch in range(1, args.mcr_epochs + 1):
+        timer = Timer()
+        lr = args.mcr_lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.mcr_epochs))
+        set_lr(optimizer, lr)
+        loss = train_epoch(curve.net, train_loader, loss_fn, optimizer, device, amp_dtype, desc=f'curve {epoch}')
+        if epoch % 10 == 0 or epoch in (1, args.mcr_epochs):
+            print(f'curve epoch {epoch:3d} | lr {lr:.5f} | loss {loss:.4f} | {timer():5.1f}s', flush=True)
+    rows, kept, kept_model = [], None, None
+    for t in sorted(set(args.mcr_points) | {args.mcr_t}):
+        timer = Timer()
+        model = curve.model_at(t, bn_loader, device, amp_dtype)
+        metrics = evaluate(model, clean_loader, backdoor_loader, device, amp_dtype)
+        row = {'t': t, 'acc': metrics['acc'], 'asr': metrics['asr'], 'seconds': timer()}
+        rows.append(row)
+        print(f"t {t:.2f} | ACC {row['acc']:6.2f} | ASR {row['asr']:6.2f} | {row['seconds']:5.1f}s", flush=True)
+        if t == args.mcr_t:
+            kept, kept_model = row, model
+    return rows, kept, kept_model, total()
+
+
+def plot(rows, path, report_t):
+    """ACC and ASR along the curve, written atomically as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ts = [r['t'] for r in rows]
+    ax.plot(ts, [r['acc'] for r in rows], 'o-', label='ACC')
+    ax.plot(ts, [r['asr'] for r in rows], 's-', label='ASR')
+    ax.axvline(report_t, color='grey', linestyle=':', label=f't = {report_t}')
+    ax.set_xlabel('t along the curve')
+    ax.set_ylabel('%')
+    ax.set_ylim(-2, 102)
+    ax.legend(loc='center right')
+    fig.tight_layout()
+    tmp = path + '.tmp.png'
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
