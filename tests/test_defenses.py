@@ -156,3 +156,20 @@ def test_defense_options():
 def test_bad_defense_options_are_refused(argv, message):
     with pytest.raises(UserError, match=message):
         nad(*argv)
+
+
+def test_holdout_split_is_seeded_and_disjoint():
+    from main import split_holdout
+    x = torch.arange(100).view(100, 1)
+    y = torch.arange(100)
+    (tx, ty), (hx, hy) = split_holdout(x, y, 0.1, seed=0)
+    assert len(hy) == 10 and len(ty) == 90 and not set(hy.tolist()) & set(ty.tolist())
+    assert torch.equal(hy, split_holdout(x, y, 0.1, seed=0)[1][1])
+    assert not torch.equal(hy, split_holdout(x, y, 0.1, seed=1)[1][1])
+
+
+def test_results_are_filed_under_the_method_that_ran():
+    from main import method_of
+    assert method_of(nad()) == 'nad' and method_of(nad('--defense', 'finetune')) == 'finetune'
+    assert method_of(nad('--beta1', '0', '--beta2', '0', '--beta3', '0')) == 'finetune'
+    assert method_of(nad('--make_teacher')) == 'teacher' and method_of(nad('--defense', 'argd')) == 'argd'
