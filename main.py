@@ -123,6 +123,7 @@ def main():
         holdout_loader = BatchLoader(hx, hy, args.eval_batch_size, device)
     train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
                                cutout_length=args.cutout_length, seed=args.seed)
+    subset_loader = BatchLoader(x, y, args.eval_batch_size, device)  # the clean subset, no augmentation
     clean_loader, backdoor_loader = test_loaders(args, data, device)
     distills = f', betas {(args.beta1, args.beta2, args.beta3)}, attention {args.attention} p={args.p}, ' \
                f'loss form {args.at_form}' if method in ('nad', 'argd') else ''
@@ -137,8 +138,8 @@ def main():
     extra = {}
 
     if method == 'mcr':
-        curve, at_t, model, curve_seconds = mcr.run(args, student, x, y, clean_loader, backdoor_loader, device,
-                                                    amp_dtype)
+        curve, at_t, model, curve_seconds = mcr.run(args, student, train_loader, subset_loader, clean_loader,
+                                                    backdoor_loader, device, amp_dtype)
         student.load_state_dict(model.state_dict())
         extra = {'mcr_t': args.mcr_t, 'curve': curve}
         kept = {'epoch': args.mcr_epochs, 'lr': None, 'loss': None, 'acc': at_t['acc'], 'asr': at_t['asr'],
@@ -146,7 +147,6 @@ def main():
         rows = [kept]
     else:
         if method == 'fineprune':
-            subset_loader = BatchLoader(x, y, args.eval_batch_size, device)  # no augmentation
             order = prune_order(student, subset_loader, device, amp_dtype)
             ratio, acc0, acc1 = args.prune_ratio, None, None
             if ratio is None:

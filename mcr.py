@@ -18,7 +18,6 @@ import os
 import torch
 from torch.func import functional_call
 
-from data_loader import BatchLoader
 from models import select_model
 from utils.cli import Timer
 from utils.engine import evaluate, set_lr, train_epoch
@@ -71,16 +70,15 @@ class BezierCurve:
         return model.eval()
 
 
-def run(args, student, x, y, clean_loader, backdoor_loader, device, amp_dtype):
-    """Train the curve, evaluate it along t. Returns (rows, row at --mcr_t, model at --mcr_t, seconds)."""
+def run(args, student, train_loader, bn_loader, clean_loader, backdoor_loader, device, amp_dtype):
+    """Train the curve on `train_loader` (augmented clean subset), recompute BatchNorm statistics on
+    `bn_loader` (the same images, plain), evaluate along t.
+    Returns (rows, row at --mcr_t, model at --mcr_t, seconds)."""
     end = student if args.mcr_end is None else select_model(args.s_name, args.num_classes, args.mcr_end)[0]
     curve = BezierCurve(student, end.to(device, memory_format=torch.channels_last))
-    train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
-                               cutout_length=args.cutout_length, seed=args.seed)
-    bn_loader = BatchLoader(x, y, args.eval_batch_size, device)
     optimizer = torch.optim.SGD(curve.theta, lr=args.mcr_lr, momentum=args.momentum, weight_decay=args.weight_decay)
     loss_fn = curve.loss(generator(args.seed, 'mcr_t'))
-    print(f'mcr: {len(y)} clean images, {args.mcr_epochs} epochs of curve training, lr {args.mcr_lr} (cosine), '
+    print(f'mcr: {len(train_loader.y)} clean images, {args.mcr_epochs} epochs of curve training, lr {args.mcr_lr} (cosine), '
           f"end t=1: {args.mcr_end or 'the backdoored model'}", flush=True)
     total = Timer()
     for epoch in range(1, args.mcr_epochs + 1):
