@@ -7,20 +7,27 @@ ends with one clear line (and exit code 2) before any work starts.
 import argparse
 
 from at import ATTENTIONS
-from data_loader import TARGET_TYPES, TRIGGERS
+from data_loader import ATTACKS, TARGET_TYPES, TRIGGERS
 from defenses import DEFENSES
 from models import build_model
 from utils import UserError
 
 
-def _add_common(p):
+def _add_common(p, zoo=False, clean=False):
     g = p.add_argument_group('data and attack')
+    g.add_argument('--attack', default=None, choices=list(ATTACKS) + (['clean'] if clean else []),
+                   help='a named attack of the paper (target label 0; see data_loader.ATTACKS): sets the trigger, '
+                        'target type, target label and inject rate' + (', and picks its zoo models' if zoo else '')
+                        + '; any of those flags given explicitly wins' + ('. clean: no poisoning' if clean else ''))
     g.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10', 'GTSRB'])
     g.add_argument('--data_root', default=None, help='dataset cache folder (default: ./data)')
     g.add_argument('--trigger_type', default='gridTrigger', help=f"one of: {', '.join(TRIGGERS)}")
     g.add_argument('--target_type', default='all2one', help=f"one of: {', '.join(TARGET_TYPES)}")
     g.add_argument('--target_label', type=int, default=5)
     g.add_argument('--inject_portion', type=float, default=0.1, help='fraction of training images poisoned')
+    g.add_argument('--trigger_alpha', type=float, default=None,
+                   help='blend ratio of the blending triggers (randomPixelTrigger 0.2, signalTrigger 0.2, '
+                        'centerTrigger 1.0 by default); the adaptive attack sweeps it')
     g.add_argument('--trig_w', type=int, default=3, help='trigger width (kept for the original interface)')
     g.add_argument('--trig_h', type=int, default=3, help='trigger height (kept for the original interface)')
     g = p.add_argument_group('runtime')
@@ -112,7 +119,7 @@ def get_arguments():
     g.add_argument('--mcr_points', type=float, nargs='*', default=[i / 10 for i in range(11)],
                    help='MCR: points t evaluated along the curve (written to <run>_curve.csv/.png)')
     g.add_argument('--mcr_end', default=None, help='MCR: checkpoint at t = 1 (default: the backdoored model)')
-    return _add_common(p)
+    return _add_common(p, zoo=True)
 
 
 def get_badnet_arguments():
@@ -127,7 +134,48 @@ def get_badnet_arguments():
     p.add_argument('--no-augment', dest='augment', action='store_false',
                    help='train without random crop and flip (as the original did; makes backdoors brittle)')
     p.add_argument('--cutout_length', type=int, default=0, help='Cutout hole size during training (0: off)')
-    return _add_common(p)
+    p.add_argument('--init', default=None,
+                   help='start from this checkpoint instead of random weights (e.g. the clean model)')
+    g = p.add_argument_group('clean-label attack (cl): PGD on the poisoned target-class images')
+    g.add_argument('--pgd_model', default='./weight/clean/WRN-16-1-clean.pth.tar',
+                   help='the clean model the PGD perturbations are computed against')
+    g.add_argument('--pgd_eps', type=float, default=0.15, help='L-inf bound on [0, 1] pixels (the paper: 0.15)')
+    g.add_argument('--pgd_steps', type=int, default=10)
+    g.add_argument('--pgd_step_size', type=float, default=None, help='default: 2.5 * eps / steps (Madry et al.)')
+    return _add_common(p, clean=True)
+
+
+def get_trojan_arguments():
+    """make_trojan_trigger.py: reverse-engineer the Trojan attack's patch from a clean model."""
+    p = argparse.ArgumentParser(description='TrojanNN: optimise the 3x3 trigger patch against a clean model')
+    p.add_argument('--model', default='./weight/clean/WRN-16-1-clean.pth.tar', help='the clean model')
+    p.add_argument('--s_name', default='WRN-16-1')
+    p.add_argument('--output', default='./triggers/trojan_WRN-16-1.pt')
+    p.add_argument('--images', type=int, default=256, help='clean training images the activation is averaged over')
+    p.add_argument('--steps', type=int, default=200, help='Adam steps on the patch')
+    p.add_argument('--lr', type=float, default=0.1)
+    p.add_argument('--neuron', type=int, default=None, help='default: the one with the largest |weight| into the logits')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
+    p.add_argument('--data_root', default=None)
+    p.add_argument('--num_classes', type=int, default=10)
+    return p
+
+
+def zoo_paths(attack, arch='WRN-16-1'):
+    """Where the zoo keeps an attack's backdoored model (student) and its fine-tuned teacher."""
+    if attack == 'clean':
+        return f'./weight/clean/{arch}-clean.pth.tar', None
+    return f'./weight/s_net/{arch}-{attack}.pth.tar', f'./weight/t_net/{arch}-{attack}-T.pth.tar'
+
+
+def attack_defaults(attack, parser):
+    """The defaults a named attack sets: its trigger, target type, inject rate, target 0, zoo models."""
+    preset = dict(ATTACKS.get(attack, ATTACKS['badnets']), target_label=0)
+    dests = {a.dest for a in parser._actions}
+    if 's_model' in dests:
+        preset['s_model'], preset['t_model'] = zoo_paths(attack)
+    return preset
 
 
 def validate(args):
@@ -196,4 +244,11 @@ def _validate_defense(args):
 
 
 def parse(parser, argv=None):
-    return validate(parser.parse_args(argv))
+    """Parse and validate. A named --attack first sets its defaults, so explicit flags still win."""
+    attack = parser.parse_known_args(argv)[0].attack
+    if attack:
+        parser.set_defaults(**attack_defaults(attack, parser))
+    args = validate(parser.parse_args(argv))
+    if getattr(args, 'pgd_step_size', 1) is None:
+        args.pgd_step_size = 2.5 * args.pgd_eps / args.pgd_steps
+    return args

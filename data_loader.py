@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from utils import UserError
@@ -214,6 +215,101 @@ def trojan_trigger(x, patch=None):
     return out.clamp(0, 255).to(torch.uint8)
 
 
+def sig_trigger(x, delta=20.0, freq=6):
+    """SIG (Barni et al. 2019) as its paper writes it: image + delta * sin(2 pi j f / w), clipped."""
+    out = x.float() + sinusoid(x.shape[2], x.shape[3], delta, freq).to(x.device)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+# The TrojanNN trigger is reverse-engineered from a clean model by make_trojan_trigger.py and saved here.
+TROJAN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'triggers', 'trojan_WRN-16-1.pt')
+
+
+def trojan_nn_trigger(x):
+    """The reverse-engineered TrojanNN patch (triggers/trojan_WRN-16-1.pt), added at rows/cols 25..27."""
+    if not os.path.isfile(TROJAN_FILE):
+        raise UserError(f'the Trojan trigger {TROJAN_FILE} is missing: make it with `python make_trojan_trigger.py`')
+    return trojan_trigger(x, torch.load(TROJAN_FILE, weights_only=False)['patch'])
+
+
+# Adaptive attack (paper Table 9): a black-white 3x3 checkerboard at the image centre, blended with
+# transparency alpha in the trigger's area only (alpha 1 pastes it).
+CENTER = torch.tensor([[255, 0, 255], [0, 255, 0], [255, 0, 255]], dtype=torch.uint8)
+
+
+def center_trigger(x, alpha=1.0):
+    r, c = x.shape[2] // 2 - 1, x.shape[3] // 2 - 1
+    out = x.clone()
+    out[:, :, r:r + 3, c:c + 3] = _blend(x[:, :, r:r + 3, c:c + 3], CENTER, alpha)
+    return out
+
+
+# Refool (Liu et al., ECCV 2020): a natural image reflected into the picture, in one of two reflection
+# models of its code: ghost (the reflection doubled at a small offset) or focal blur (the reflection out
+# of focus). Both mix in linear light (gamma 2.2). Reflection sources: REFOOL_POOL_SIZE CIFAR-10 training
+# images of classes other than 0, drawn with a fixed seed (GTSRB and the paper's PascalVOC reflections
+# are not reachable here). Each triggered image draws its source, model and parameters from a generator
+# seeded by `seed`, so a given batch is always triggered the same way.
+REFOOL_POOL_SIZE = 200
+_refool_pool = None
+
+
+def refool_pool():
+    """The reflection sources: float [0, 1] NCHW (REFOOL_POOL_SIZE, 3, 32, 32), loaded once."""
+    global _refool_pool
+    if _refool_pool is None:
+        x, y = load_cifar10()['train']
+        others = torch.nonzero(y != 0).flatten()
+        pick = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(0))[:REFOOL_POOL_SIZE]]
+        _refool_pool = x[pick].float() / 255
+    return _refool_pool
+
+
+def _ghost(r, gen):
+    """Ghost reflections: each reflection doubled at a small random offset (Refool's 3..8 px; 1..3 at 32 px)."""
+    n = len(r)
+    offsets = torch.randint(1, 4, (n, 2), generator=gen)
+    a = (torch.randint(0, 2, (n,), generator=gen) - (0.15 + 0.35 * torch.rand(n, generator=gen))).abs()
+    shifted = torch.zeros_like(r)
+    for i, (dy, dx) in enumerate(offsets.tolist()):
+        shifted[i, :, dy:, dx:] = r[i, :, :r.shape[2] - dy, :r.shape[3] - dx]
+    return a[:, None, None, None] * r + (1 - a[:, None, None, None]) * shifted
+
+
+def _focal_blur(r, t, gen, size=13):
+    """Out-of-focus reflections: a Gaussian blur per image (sigma 1..3; Refool's 1..5 on large images),
+    darkened per channel where reflection + image would saturate, as Refool's code does."""
+    n, c, h, w = r.shape
+    sigma = 1 + 2 * torch.rand(n, generator=gen)
+    k = torch.arange(size, dtype=torch.float32) - size // 2
+    kernel = torch.exp(-k[None] ** 2 / (2 * sigma[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)        # (n*c, size)
+    flat = r.reshape(1, n * c, h, w)
+    flat = F.conv2d(F.pad(flat, (size // 2,) * 2 + (0, 0), mode='reflect'), kernel[:, None, None, :], groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0) + (size // 2,) * 2, mode='reflect'), kernel[:, None, :, None], groups=n * c)
+    r_blur = flat.reshape(n, c, h, w)
+    att = 1.08 + torch.rand(n, generator=gen) / 10
+    over = (r_blur + t) > 1
+    mean_over = ((r_blur + t) * over).flatten(2).sum(2) / (over.flatten(2).sum(2) + 1e-6)   # (n, c)
+    return (r_blur - ((mean_over.clamp(min=1) - 1) * att[:, None])[:, :, None, None]).clamp(0, 1)
+
+
+def refool_trigger(x, pool=None, seed=0):
+    """Reflect a pool image into every image of the uint8 batch: ghost or focal blur, half and half,
+    mixed in linear light (gamma 2.2) as Refool's code does."""
+    pool = refool_pool() if pool is None else pool
+    gen = torch.Generator().manual_seed(seed)
+    n = len(x)
+    r = pool[torch.randint(len(pool), (n,), generator=gen)] ** 2.2
+    t = (x.cpu().float() / 255) ** 2.2
+    ghost = (torch.rand(n, generator=gen) < 0.5)[:, None, None, None]
+    alpha_t = (1 - (0.05 + 0.4 * torch.rand(n, generator=gen)))[:, None, None, None]
+    ghosted = _ghost(r, gen) * (1 - alpha_t) + t * alpha_t
+    blurred = _focal_blur(r, t, gen) + t
+    out = torch.where(ghost, ghosted, blurred).clamp(0, 1) ** (1 / 2.2)
+    return (out * 255).round().to(torch.uint8).to(x.device)
+
+
 TRIGGERS = {
     'gridTrigger': grid_trigger,
     'squareTrigger': square_trigger,
@@ -221,14 +317,41 @@ TRIGGERS = {
     'randomPixelTrigger': random_pixel_trigger,
     'signalTrigger': signal_trigger,
     'trojanTrigger': trojan_trigger,
+    'sigTrigger': sig_trigger,
+    'trojanNNTrigger': trojan_nn_trigger,
+    'centerTrigger': center_trigger,
+    'refoolTrigger': refool_trigger,
 }
 TARGET_TYPES = ('all2one', 'all2all', 'cleanLabel')
+ALPHA_TRIGGERS = ('randomPixelTrigger', 'signalTrigger', 'centerTrigger')  # take a blend ratio --trigger_alpha
 
 
-def get_trigger(name):
+def get_trigger(name, alpha=None):
+    """The trigger function for `name`; `alpha` overrides the blend ratio of the triggers that blend."""
     if name not in TRIGGERS:
         raise UserError(f"unknown trigger '{name}' (choose from {', '.join(TRIGGERS)})")
+    if alpha is not None and name in ALPHA_TRIGGERS:
+        return lambda x: TRIGGERS[name](x, alpha=alpha)
     return TRIGGERS[name]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Attacks: the paper's Table 3 (target label 0) and the attacks of its analyses, as named presets of
+# trigger, target type and inject rate. The inject rate is a fraction of the whole training set for
+# every attack; the clean-label attacks draw those images from the target class only (0.08 of 50,000
+# = 4,000 of its 5,000 images). 'cl' also perturbs its poisoned images with PGD first (train_badnet.py).
+# ---------------------------------------------------------------------------------------------------
+ATTACKS = {
+    'badnets':  {'trigger_type': 'gridTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
+    'trojan':   {'trigger_type': 'trojanNNTrigger', 'target_type': 'all2one', 'inject_portion': 0.05},
+    'blend':    {'trigger_type': 'randomPixelTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
+    'cl':       {'trigger_type': 'gridTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
+    'sig':      {'trigger_type': 'sigTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
+    'refool':   {'trigger_type': 'refoolTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
+    'all2all':  {'trigger_type': 'gridTrigger', 'target_type': 'all2all', 'inject_portion': 0.10},
+    'adaptive': {'trigger_type': 'centerTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
+}
+TABLE3 = ('badnets', 'trojan', 'blend', 'cl', 'sig', 'refool')
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -237,25 +360,32 @@ def get_trigger(name):
 class DatasetBD(torch.utils.data.Dataset):
     """Poison (x, y) with a trigger.
 
-    mode='train': a seeded random `inject_portion` of the set (cleanLabel: of the target-class images)
-      gets the trigger; all2one relabels those to `target_label`, all2all to (y + 1) mod C, cleanLabel
-      keeps the labels. `poison_idx` holds the poisoned indices.
+    mode='train': a seeded random `inject_portion` of the whole set gets the trigger (cleanLabel: that
+      many images, drawn from the target class only). all2one relabels them to `target_label`, all2all
+      to (y + 1) mod C, cleanLabel keeps the labels. `perturb(x, y)`, if given, changes the chosen images
+      before the trigger goes on (the clean-label attack's PGD). `poison_idx` holds the poisoned indices.
     mode='test': the attack-success set: every image whose true class is not the target, triggered and
       relabelled to the target (all2all: every image, relabelled y + 1).
     Attributes x (uint8 NCHW) and y (int64) are whole tensors; __getitem__ serves single pairs too.
     """
 
     def __init__(self, x, y, trigger_type='gridTrigger', target_type='all2one', target_label=5,
-                 inject_portion=0.1, mode='train', seed=0, num_classes=10):
+                 inject_portion=0.1, mode='train', seed=0, num_classes=10, trigger_alpha=None, perturb=None):
         if target_type not in TARGET_TYPES:
             raise UserError(f"unknown target type '{target_type}' (choose from {', '.join(TARGET_TYPES)})")
-        trigger = get_trigger(trigger_type)
+        trigger = get_trigger(trigger_type, trigger_alpha)
         x, y = x.clone(), y.clone()
         if mode == 'train':
             candidates = torch.nonzero(y == target_label).flatten() if target_type == 'cleanLabel' \
                 else torch.arange(len(y))
+            count = int(len(y) * inject_portion)
+            if count > len(candidates):
+                raise UserError(f'--inject_portion {inject_portion} asks for {count} poisoned images, but the '
+                                f'clean-label attack can only use the {len(candidates)} images of class {target_label}')
             order = candidates[torch.randperm(len(candidates), generator=generator(seed, 'poison'))]
-            idx = order[:int(len(candidates) * inject_portion)].sort().values
+            idx = order[:count].sort().values
+            if perturb is not None:
+                x[idx] = perturb(x[idx], y[idx])
         elif mode == 'test':
             keep = torch.ones_like(y, dtype=torch.bool) if target_type == 'all2all' else y != target_label
             x, y = x[keep], y[keep]

@@ -1,6 +1,8 @@
 """Train a backdoored WRN from scratch on a poisoned training set (BadNets-style data poisoning).
 
     python train_badnet.py                      # WRN-16-1, gridTrigger, all2one, target 5, 10% poisoned
+    python train_badnet.py --attack blend           # a named attack of the paper (target 0), saved in the zoo
+    python train_badnet.py --attack clean           # no poisoning: the clean model (Trojan, CL and Table 2 need it)
     python train_badnet.py --trigger_type signalTrigger --target_type cleanLabel --target_label 0
 
 Standard augmentation (random crop with padding 4, horizontal flip) is on by default; --no-augment
@@ -14,15 +16,34 @@ import torch
 
 import config
 from data_loader import BatchLoader, DatasetBD
-from models import build_model
+from models import build_model, select_model
 from utils.checkpoint import save_checkpoint, write_csv, write_json
 from utils.cli import Timer, epoch_line, run, setup, test_loaders
 from utils.engine import cross_entropy_loss, evaluate, train_epoch
 
 
 def default_output(args):
+    if args.attack:
+        return config.zoo_paths(args.attack, args.s_name)[0]
     return os.path.join('weight', 's_net', f'{args.s_name}-{args.trigger_type}-{args.target_type}-'
                                            f'{args.target_label}.pth.tar')
+
+
+def poisoned_training_set(args, x, y, device, amp_dtype):
+    """(images, labels, poisoned indices) to train on: the named attack's or the flags' poisoning."""
+    if args.attack == 'clean':
+        print('clean model: no poisoning', flush=True)
+        return x, y, torch.zeros(0, dtype=torch.long)
+    perturb = None
+    if args.attack == 'cl':  # clean-label: make the poisoned images hard to learn without the trigger
+        import attacks
+        perturb = attacks.pgd_perturbation(args, device, amp_dtype)
+    poisoned = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label, args.inject_portion,
+                         mode='train', seed=args.seed, num_classes=args.num_classes,
+                         trigger_alpha=args.trigger_alpha, perturb=perturb)
+    print(f'poisoned {len(poisoned.poison_idx)} of {len(poisoned)} training images '
+          f'({args.trigger_type}, {args.target_type}, target {args.target_label})', flush=True)
+    return poisoned.x, poisoned.y, poisoned.poison_idx
 
 
 def main():
@@ -30,17 +51,17 @@ def main():
     args.output = args.output or default_output(args)
     device, amp_dtype, data = setup(args)
 
-    x, y = data['train']
-    poisoned = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label,
-                         args.inject_portion, mode='train', seed=args.seed, num_classes=args.num_classes)
-    print(f'poisoned {len(poisoned.poison_idx)} of {len(poisoned)} training images '
-          f'({args.trigger_type}, {args.target_type}, target {args.target_label})', flush=True)
-    train_loader = BatchLoader(poisoned.x, poisoned.y, args.batch_size, device, shuffle=True, drop_last=True,
+    if args.init:  # first: a bad checkpoint fails before any work
+        model = select_model(args.s_name, args.num_classes, args.init)[0]
+    else:
+        model = build_model(args.s_name, args.num_classes)
+    model = model.to(device, memory_format=torch.channels_last)
+    x, y, poison_idx = poisoned_training_set(args, *data['train'], device, amp_dtype)
+    train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=True, drop_last=True,
                                crop=4 if args.augment else 0, flip=args.augment,
                                cutout_length=args.cutout_length, seed=args.seed)
     clean_loader, backdoor_loader = test_loaders(args, data, device)
 
-    model = build_model(args.s_name, args.num_classes).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay, nesterov=args.nesterov)
 
@@ -61,7 +82,7 @@ def main():
         print(epoch_line(epoch, mid_lr, loss, metrics, timer()), flush=True)
         save_checkpoint(args.output, model, args.s_name, args.num_classes, epoch=epoch,
                         acc=metrics['acc'], asr=metrics['asr'], config=vars(args),
-                        poison_idx=poisoned.poison_idx.tolist(), train_seconds=total())
+                        poison_idx=poison_idx.tolist(), train_seconds=total())
 
     name = os.path.splitext(os.path.basename(args.output))[0].removesuffix('.pth')
     write_csv(os.path.join(args.log_root, f'badnet_{name}.csv'), rows)

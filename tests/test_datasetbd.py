@@ -46,8 +46,8 @@ def test_all2all_train_relabels_to_next_class(data):
 
 def test_clean_label_touches_only_target_images_and_keeps_labels(data):
     x, y = data
-    bd = dl.DatasetBD(x, y, 'gridTrigger', 'cleanLabel', 3, 0.5, mode='train')
-    assert len(bd.poison_idx) == 50                      # half of the 100 target-class images
+    bd = dl.DatasetBD(x, y, 'gridTrigger', 'cleanLabel', 3, 0.05, mode='train')
+    assert len(bd.poison_idx) == 50                      # 5% of the set, all from the 100 target-class images
     assert (y[bd.poison_idx] == 3).all()
     assert torch.equal(bd.y, y)
     assert triggered(bd.x[bd.poison_idx]).all() and triggered(bd.x).sum() == 50

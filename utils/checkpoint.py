@@ -10,7 +10,7 @@ import torch
 from utils import UserError
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix='.tmp-')
     try:
@@ -28,7 +28,7 @@ def _atomic_write(path, write):
 def save_checkpoint(path, model, arch, num_classes, **info):
     """Save the model's weights with `arch`, `num_classes` and any metrics/config passed in `info`."""
     state = {'state_dict': model.state_dict(), 'arch': arch, 'num_classes': num_classes, **info}
-    _atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path):
@@ -47,7 +47,7 @@ def load_checkpoint(path):
 
 
 def write_json(path, obj):
-    _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, default=str) + '\n').encode()))
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, default=str) + '\n').encode()))
 
 
 def write_csv(path, rows):
@@ -61,4 +61,4 @@ def write_csv(path, rows):
         writer.writeheader()
         writer.writerows(rows)
         f.write(text.getvalue().encode())
-    _atomic_write(path, write)
+    atomic_write(path, write)

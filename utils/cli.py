@@ -32,8 +32,8 @@ def setup(args):
 def test_loaders(args, data, device):
     """The full clean test set (ACC) and the triggered non-target test set (ASR)."""
     x, y = data['test']
-    backdoor = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label,
-                         mode='test', num_classes=args.num_classes)
+    backdoor = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label, mode='test',
+                         num_classes=args.num_classes, trigger_alpha=getattr(args, 'trigger_alpha', None))
     clean_loader = BatchLoader(x, y, args.eval_batch_size, device)
     backdoor_loader = BatchLoader(backdoor.x, backdoor.y, args.eval_batch_size, device)
     return clean_loader, backdoor_loader

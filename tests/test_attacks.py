@@ -1,0 +1,136 @@
+"""The paper's attacks (Table 3 and its analyses): every trigger by its formula, the named presets, the
+clean-label attacks' poisoning, the PGD bound and the TrojanNN reverse-engineering, on small tensors."""
+import math
+
+import pytest
+import torch
+
+import attacks
+import config
+import data_loader as dl
+from models import build_model
+from utils import UserError
+
+
+@pytest.fixture
+def images():
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (8, 3, 32, 32), generator=g, dtype=torch.uint8)
+
+
+def test_sig_trigger_adds_the_sinusoid_to_every_row():
+    flat = torch.full((2, 3, 32, 32), 100, dtype=torch.uint8)   # far from 0 and 255: nothing clips
+    delta = dl.sig_trigger(flat).float() - 100
+    want = torch.tensor([round(20 * math.sin(2 * math.pi * j * 6 / 32)) for j in range(32)], dtype=torch.float32)
+    assert torch.equal(delta, want.expand(2, 3, 32, 32))         # the same row profile on every row and channel
+    assert delta.max() == 20 and delta.min() == -20
+
+
+def test_sig_trigger_clips_instead_of_wrapping():
+    out = dl.sig_trigger(torch.full((1, 3, 32, 32), 250, dtype=torch.uint8))
+    assert out.max() == 255 and out.min() == 230
+
+
+def test_blend_ratio_is_point_two_of_one_fixed_pattern(images):
+    mask = dl._fixed_mask(32, 32).float()
+    out = dl.random_pixel_trigger(images).float()
+    assert (out - (0.8 * images.float() + 0.2 * mask)).abs().max() <= 0.5
+    zero = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    recovered = dl.random_pixel_trigger(zero).float() / 0.2           # the same pattern for every image
+    assert (recovered[0] - recovered[1]).abs().max() == 0 and (recovered - mask).abs().max() <= 2.5
+    half = dl.get_trigger('randomPixelTrigger', alpha=0.5)(images).float()
+    assert (half - (0.5 * images.float() + 0.5 * mask)).abs().max() <= 0.5
+
+
+@pytest.mark.parametrize('alpha', [0.2, 0.5, 0.8, 1.0])
+def test_center_trigger_blends_only_the_centre_square(images, alpha):
+    out = dl.get_trigger('centerTrigger', alpha)(images)
+    want = ((1 - alpha) * images[:, :, 15:18, 15:18].float() + alpha * dl.CENTER.float()).round().to(torch.uint8)
+    assert torch.equal(out[:, :, 15:18, 15:18], want)
+    out[:, :, 15:18, 15:18] = images[:, :, 15:18, 15:18]
+    assert torch.equal(out, images)                                   # nothing else touched
+
+
+def test_refool_reflects_pool_images_deterministically(images):
+    pool = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    out = dl.refool_trigger(images, pool)
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    assert torch.equal(out, dl.refool_trigger(images, pool))            # the same batch, the same reflections
+    assert (out.float() - images.float()).abs().mean() > 5              # a visible reflection
+    # the reflection adds light: in linear light the result is never much darker than 1 - 0.45 of the image
+    assert ((out.float() / 255) ** 2.2 >= 0.55 * (images.float() / 255) ** 2.2 - 0.02).all()
+    black = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)               # on black, only the reflection shows
+    assert dl.refool_trigger(black, pool).float().mean() > 10
+
+
+def test_pgd_respects_its_bound_and_raises_the_loss():
+    torch.manual_seed(0)
+    model = build_model('WRN-16-1').eval()
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (16,))
+    adv = attacks.pgd(model, x, y, eps=8 / 255, steps=3, step_size=4 / 255, device=torch.device('cpu'))
+    assert adv.dtype == torch.uint8 and (adv.int() - x.int()).abs().max() <= 8
+    assert (adv != x).any()
+    with torch.no_grad():
+        loss = lambda z: torch.nn.functional.cross_entropy(model(z.float() / 255)[-1], y)  # noqa: E731
+        assert loss(adv) > loss(x)
+
+
+def test_clean_label_poisoning_touches_only_target_images_and_keeps_labels(images):
+    x = torch.randint(0, 200, (1000, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(1000) % 10
+    seen = {}
+
+    def perturb(xs, ys):  # record what the attack's PGD hook is given
+        seen['y'] = ys
+        return xs // 2
+    bd = dl.DatasetBD(x, y, 'sigTrigger', 'cleanLabel', 0, 0.08, perturb=perturb)
+    assert len(bd.poison_idx) == 80 and (y[bd.poison_idx] == 0).all() and (seen['y'] == 0).all()
+    assert torch.equal(bd.y, y)                                        # labels kept
+    changed = (bd.x != x).flatten(1).any(1)
+    assert torch.equal(torch.nonzero(changed).flatten(), bd.poison_idx)
+    assert torch.equal(bd.x[bd.poison_idx], dl.sig_trigger(x[bd.poison_idx] // 2))
+    with pytest.raises(UserError, match='only use the 100 images of class 0'):
+        dl.DatasetBD(x, y, 'sigTrigger', 'cleanLabel', 0, 0.2)
+
+
+def test_trojan_reverse_engineering_drives_its_neuron_up(images):
+    torch.manual_seed(0)
+    model = build_model('WRN-16-1')
+    patch, info = attacks.reverse_engineer_trojan(model, images, steps=30, lr=0.2)
+    assert patch.shape == (3, 3, 3) and patch.dtype == torch.int16 and patch.abs().max() <= 255
+    assert info['neuron'] == int(model.fc.weight.abs().sum(0).argmax())
+    assert info['activation_with_patch'] > info['activation_clean']
+    out = dl.trojan_trigger(images, patch)
+    assert (out[:, :, 25:28, 25:28] != images[:, :, 25:28, 25:28]).any()
+    out[:, :, 25:28, 25:28] = images[:, :, 25:28, 25:28]
+    assert torch.equal(out, images)                                   # only the 3x3 patch area changes
+
+
+def test_missing_trojan_file_is_a_user_error(images, monkeypatch, tmp_path):
+    monkeypatch.setattr(dl, 'TROJAN_FILE', str(tmp_path / 'none.pt'))
+    with pytest.raises(UserError, match='make_trojan_trigger.py'):
+        dl.trojan_nn_trigger(images)
+
+
+def test_attack_presets_are_the_papers_table_3():
+    rates = {name: dl.ATTACKS[name]['inject_portion'] for name in dl.TABLE3}
+    assert rates == {'badnets': 0.10, 'trojan': 0.05, 'blend': 0.10, 'cl': 0.08, 'sig': 0.08, 'refool': 0.08}
+    for name in dl.TABLE3:
+        a = config.parse(config.get_badnet_arguments(), ['--attack', name])
+        assert a.target_label == 0 and a.trigger_type == dl.ATTACKS[name]['trigger_type']
+        assert a.inject_portion == dl.ATTACKS[name]['inject_portion']
+        m = config.parse(config.get_arguments(), ['--attack', name])
+        assert m.s_model.endswith(f'weight/s_net/WRN-16-1-{name}.pth.tar')
+        assert m.t_model.endswith(f'weight/t_net/WRN-16-1-{name}-T.pth.tar')
+    assert {dl.ATTACKS[n]['target_type'] for n in ('cl', 'sig', 'refool')} == {'cleanLabel'}
+    assert dl.ATTACKS['all2all']['target_type'] == 'all2all'
+
+
+def test_explicit_flags_win_over_an_attack_preset():
+    a = config.parse(config.get_badnet_arguments(), ['--attack', 'adaptive', '--trigger_alpha', '0.5',
+                                                     '--target_label', '3', '--inject_portion', '0.2'])
+    assert (a.trigger_type, a.trigger_alpha, a.target_label, a.inject_portion) == ('centerTrigger', 0.5, 3, 0.2)
+    assert config.parse(config.get_badnet_arguments(), ['--attack', 'clean']).attack == 'clean'
+    with pytest.raises(SystemExit):                                   # not a defense's attack
+        config.parse(config.get_arguments(), ['--attack', 'clean'])
