@@ -5,6 +5,7 @@ and the defenses the paper compares it with, all on the same data, evaluator and
     python main.py --defense finetune     # plain fine-tuning (= NAD with --beta1 0 --beta2 0 --beta3 0)
     python main.py --make_teacher         # fine-tune the student into the teacher, saved as --t_model
     python main.py --defense fineprune | mixup | cutout | argd | mcr
+    python main.py --attack blend         # a zoo model (badnets trojan blend cl sig refool) and its teacher
 
 NAD fine-tunes the student (backdoored) on `--ratio` of the clean training data with
     loss = CE(student(x), y) + sum_l beta_l * AT(student_l(x), teacher_l(x))
@@ -47,6 +48,16 @@ def split_holdout(x, y, fraction, seed):
     order = torch.randperm(len(y), generator=generator(seed, 'holdout'))
     n = int(round(len(y) * fraction))
     return (x[order[n:]], y[order[n:]]), (x[order[:n]], y[order[:n]])
+
+
+def warn_if_other_attack(args, s_ckpt):
+    """The ASR is measured with the trigger flags given here; say so when the student was made with others."""
+    made = (s_ckpt or {}).get('config', {})
+    keys = ('trigger_type', 'target_type', 'target_label', 'trigger_alpha')
+    if any(k in made and made[k] != getattr(args, k) for k in keys):
+        print(f"warning: {args.s_model} was backdoored with {', '.join(f'{k} {made.get(k)}' for k in keys)}, "
+              f"but ASR is measured here with {', '.join(f'{k} {getattr(args, k)}' for k in keys)} "
+              f"(pass --attack {made.get('attack') or '...'} or those flags)", flush=True)
 
 
 def build_loss(method, args, teacher, device):
@@ -110,6 +121,7 @@ def main():
         teacher = select_model(args.t_name, args.num_classes, args.t_model)[0]
     if method == 'teacher' and args.teacher_from_scratch:
         student = build_model(args.t_name, args.num_classes)  # Table 2 / Fig. 4: a teacher that never saw poison
+    warn_if_other_attack(args, s_ckpt)
     device, amp_dtype, data = setup(args)
     backdoored = copy.deepcopy(student.state_dict())
     student = student.to(device, memory_format=torch.channels_last)

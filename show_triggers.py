@@ -2,8 +2,8 @@
 
     python show_triggers.py                  # -> results/triggers.png
 
-Row 1 is the clean image; each further row is an attack's test-time trigger (the clean-label attack's
-training images also carry its PGD perturbation, shown in its own row when the clean model is present).
+Column 1 is the clean image; each further column is an attack's test-time trigger (the clean-label attack's
+training images also carry its PGD perturbation, shown in its own column when the clean model is present).
 """
 import argparse
 import os
@@ -25,10 +25,12 @@ ROWS = [('BadNets', 'badnets', None), ('Trojan', 'trojan', None), ('Blend', 'ble
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--output', default='results/triggers.png')
-    p.add_argument('--images', type=int, nargs='*', default=[3, 10, 21, 30, 99], help='test-set indices (not class 0)')
+    p.add_argument('--classes', type=int, nargs='*', default=[1, 2, 3, 7, 8],
+                   help='show the first test image of each of these classes (not 0, the target)')
     p.add_argument('--pgd_model', default='weight/clean/WRN-16-1-clean.pth.tar')
     args = p.parse_args()
     x, y = dl.load_cifar10()['test']
+    args.images = [int(torch.nonzero(y == c)[0]) for c in args.classes]
     clean = x[args.images]
     rows = [('clean', clean)]
     for title, attack, alpha in ROWS:
@@ -40,15 +42,16 @@ def main():
         adv = attacks.pgd(model, clean, y[args.images], 0.15, 10, 0.0375, torch.device('cpu'))
         rows.insert(5, ('CL (poisoned train)', dl.grid_trigger(adv)))
 
-    fig, axes = plt.subplots(len(rows), len(args.images), figsize=(1.3 * len(args.images), 1.35 * len(rows)))
-    for r, (title, batch) in enumerate(rows):
-        for c in range(len(args.images)):
+    # One column per attack, one row per image.
+    fig, axes = plt.subplots(len(args.images), len(rows), figsize=(1.05 * len(rows), 1.15 * len(args.images) + 0.5))
+    for c, (title, batch) in enumerate(rows):
+        for r in range(len(args.images)):
             ax = axes[r, c]
-            ax.imshow(batch[c].permute(1, 2, 0).numpy(), interpolation='nearest')
+            ax.imshow(batch[r].permute(1, 2, 0).numpy(), interpolation='nearest')
             ax.set_xticks([])
             ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(title, fontsize=8, rotation=0, ha='right', va='center')
+            if r == 0:
+                ax.set_title(title.replace(' (', '\n('), fontsize=7)
     fig.suptitle('CIFAR-10 test images and each attack\'s trigger', fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
