@@ -1,0 +1,68 @@
+"""The model zoo on real CIFAR-10: every Table 3 attack's backdoored model and teacher load, carry the
+config that made them, and (for two attacks) their recorded ACC and ASR reproduce."""
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import config
+from data_loader import ATTACKS, TABLE3, load_cifar10
+from models import select_model
+from utils.cli import test_loaders as make_test_loaders
+from utils.engine import evaluate
+
+pytestmark = pytest.mark.e2e
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def zoo(attack):
+    student, teacher = config.zoo_paths(attack)
+    return os.path.join(ROOT, student), os.path.join(ROOT, teacher)
+
+
+@pytest.mark.parametrize('attack', TABLE3)
+def test_zoo_models_carry_their_attack(attack):
+    student, teacher = zoo(attack)
+    _, s = select_model('WRN-16-1', 10, student)
+    assert s['config']['attack'] == attack and s['config']['target_label'] == 0
+    assert s['config']['trigger_type'] == ATTACKS[attack]['trigger_type']
+    assert s['config']['inject_portion'] == ATTACKS[attack]['inject_portion'] and s['config']['augment']
+    assert len(s['poison_idx']) == int(50000 * ATTACKS[attack]['inject_portion'])
+    assert s['acc'] > 80.0
+    if ATTACKS[attack]['target_type'] == 'all2one':      # the dirty-label attacks reached the issue's 95% ASR;
+        assert s['asr'] >= 95.0                          # the clean-label ones did not (README, "Model zoo")
+    _, t = select_model('WRN-16-1', 10, teacher)
+    assert t['method'] == 'teacher' and t['config']['attack'] == attack and t['source_checkpoint'].endswith(
+        f'WRN-16-1-{attack}.pth.tar')
+
+
+@pytest.fixture(scope='module')
+def cifar():
+    return load_cifar10()
+
+
+@pytest.mark.parametrize('attack', ['trojan', 'refool'])
+def test_recorded_acc_and_asr_reproduce(attack, cifar):
+    for path in zoo(attack):
+        model, ckpt = select_model('WRN-16-1', 10, path)
+        loaders = make_test_loaders(SimpleNamespace(**ckpt['config']), cifar, torch.device('cpu'))
+        metrics = evaluate(model, *loaders, torch.device('cpu'))
+        assert metrics['acc'] == pytest.approx(ckpt['acc'], abs=0.1), (path, metrics)
+        assert metrics['asr'] == pytest.approx(ckpt['asr'], abs=0.1), (path, metrics)
+
+
+def test_main_runs_nad_on_a_zoo_attack(tmp_path):
+    import json
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, 'main.py', '--attack', 'trojan', '--epochs', '1',
+                             '--checkpoint_root', str(tmp_path / 'w'), '--log_root', str(tmp_path / 'r')],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'warning' not in result.stdout                          # the student's own trigger is measured
+    summary = json.loads((tmp_path / 'r' / 'nad_WRN-16-1-trojan_seed0.json').read_text())
+    _, ckpt = select_model('WRN-16-1', 10, zoo('trojan')[0])
+    assert summary['config']['trigger_type'] == 'trojanNNTrigger' and summary['config']['target_label'] == 0
+    assert summary['before']['asr'] == pytest.approx(ckpt['asr'], abs=0.1)
+    assert summary['config']['t_model'].endswith('WRN-16-1-trojan-T.pth.tar')
