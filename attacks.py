@@ -13,10 +13,9 @@ The trigger functions themselves are in data_loader.py (TRIGGERS); the named att
 import torch
 import torch.nn.functional as F
 
+from data_loader import TROJAN_AT, trojan_trigger
 from models import select_model
 from utils.runtime import autocast
-
-PATCH_ROWS = PATCH_COLS = slice(25, 28)  # the original code's trojanTrigger layout
 
 
 def pgd(model, x, y, eps, steps, step_size, device, amp_dtype=None, batch_size=500):
@@ -74,20 +73,19 @@ def reverse_engineer_trojan(model, images, steps=500, lr=0.1, neuron=None):
     w = torch.zeros(3, 3, 3, requires_grad=True)
     optimizer = torch.optim.Adam([w], lr=lr)
 
-    def stamped(patch):
+    def stamped(patch):  # trojan_trigger on float images, so the gradient reaches the patch
         out = x.clone()
-        out[:, :, PATCH_ROWS, PATCH_COLS] = (out[:, :, PATCH_ROWS, PATCH_COLS] + patch).clamp(0, 1)
+        out[:, :, TROJAN_AT, TROJAN_AT] = (out[:, :, TROJAN_AT, TROJAN_AT] + patch).clamp(0, 1)
         return out
 
-    before = float(penultimate(model, x)[:, neuron].mean())
+    clean = penultimate(model, x)
     for _ in range(steps):
         activation = penultimate(model, stamped(torch.tanh(w)))[:, neuron].mean()
         optimizer.zero_grad()
         (-activation).backward()
         optimizer.step()
     patch = (torch.tanh(w.detach()) * 255).round().to(torch.int16)
-    after = float(penultimate(model, stamped(patch.float() / 255))[:, neuron].mean())
-    others = penultimate(model, x).mean(0)
-    return patch, {'neuron': neuron, 'activation_clean': before, 'activation_with_patch': after,
-                   'mean_activation_of_all_neurons': float(others.mean()), 'steps': steps, 'lr': lr,
+    after = float(penultimate(model, trojan_trigger(images, patch).float() / 255)[:, neuron].mean())  # as shipped
+    return patch, {'neuron': neuron, 'activation_clean': float(clean[:, neuron].mean()), 'activation_with_patch': after,
+                   'mean_activation_of_all_neurons': float(clean.mean()), 'steps': steps, 'lr': lr,
                    'images': len(x)}

@@ -207,11 +207,14 @@ def signal_trigger(x, alpha=0.2):
 TROJAN_PATCH = torch.randint(-255, 256, (3, 3, 3), generator=torch.Generator().manual_seed(1), dtype=torch.int16)
 
 
+TROJAN_AT = slice(25, 28)  # rows and cols of the Trojan patch, as the original code placed it
+
+
 def trojan_trigger(x, patch=None):
     """Add a 3x3 patch at rows and cols 25..27, clipping before the uint8 cast (the original wrapped)."""
     patch = TROJAN_PATCH if patch is None else patch
     out = x.to(torch.int16)
-    out[:, :, 25:28, 25:28] += patch.to(x.device)
+    out[:, :, TROJAN_AT, TROJAN_AT] += patch.to(x.device)
     return out.clamp(0, 255).to(torch.uint8)
 
 

@@ -35,11 +35,13 @@ def main():
     rows = [('clean', clean)]
     for title, attack, alpha in ROWS:
         rows.append((title, dl.get_trigger(dl.ATTACKS[attack]['trigger_type'], alpha)(clean)))
-    if os.path.isfile(args.pgd_model):  # what a CL poisoned training image looks like (eps 0.15, 10 steps)
+    if os.path.isfile(args.pgd_model):  # what a CL poisoned training image looks like, with the cl attack's PGD
         import attacks
+        import config
         from models import select_model
+        cl = config.parse(config.get_badnet_arguments(), ['--attack', 'cl'])
         model = select_model('WRN-16-1', 10, args.pgd_model)[0]
-        adv = attacks.pgd(model, clean, y[args.images], 0.15, 10, 0.0375, torch.device('cpu'))
+        adv = attacks.pgd(model, clean, y[args.images], cl.pgd_eps, cl.pgd_steps, cl.pgd_step_size, torch.device('cpu'))
         rows.insert(5, ('CL (poisoned train)', dl.grid_trigger(adv)))
 
     # One column per attack, one row per image.

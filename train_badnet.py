@@ -49,11 +49,10 @@ def poisoned_training_set(args, x, y, device, amp_dtype):
 def main():
     args = config.parse(config.get_badnet_arguments())
     args.output = args.output or default_output(args)
+    # A bad --init checkpoint fails here, before the data are loaded.
+    model = select_model(args.s_name, args.num_classes, args.init)[0] if args.init else None
     device, amp_dtype, data = setup(args)
-
-    if args.init:  # first: a bad checkpoint fails before any work
-        model = select_model(args.s_name, args.num_classes, args.init)[0]
-    else:
+    if model is None:  # random weights, drawn after setup() has seeded everything
         model = build_model(args.s_name, args.num_classes)
     model = model.to(device, memory_format=torch.channels_last)
     x, y, poison_idx = poisoned_training_set(args, *data['train'], device, amp_dtype)
