@@ -8,6 +8,11 @@
   and cols 25..27 to drive that neuron high. `make_trojan_trigger.py` saves the patch for the
   trigger registry (data_loader.trojan_nn_trigger).
 
+- `fgsm_adversarial_loss`: fast adversarial training (Wong et al. 2020), for a robust model to run the
+  clean-label attack's PGD against (`train_badnet.py --adv_eps`, then `--pgd_model`): against a robust
+  model PGD changes what an image looks like, not only features a freshly trained model learns anyway,
+  which is why Turner et al. use one.
+
 The trigger functions themselves are in data_loader.py (TRIGGERS); the named attacks in ATTACKS there.
 """
 import torch
@@ -48,6 +53,18 @@ def pgd_perturbation(args, device, amp_dtype=None):
               f'{args.pgd_step_size:.4f}) against {args.pgd_model}', flush=True)
         return pgd(model, x, y, args.pgd_eps, args.pgd_steps, args.pgd_step_size, device, amp_dtype)
     return perturb
+
+
+def fgsm_adversarial_loss(eps, generator):
+    """Training loss on FGSM examples with a random start (Wong et al. 2020, "Fast is better than free"):
+    CE at x + delta, delta = clip(U(-eps, eps) + 1.25 eps sign(grad), -eps, eps), images kept in [0, 1]."""
+    def loss_fn(model, x, y):
+        delta = ((torch.rand(x.shape, device=x.device, generator=generator) * 2 - 1) * eps).requires_grad_(True)
+        loss = F.cross_entropy(model((x + delta).clamp(0, 1))[-1], y)
+        grad, = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() + 1.25 * eps * grad.sign()).clamp(-eps, eps)
+        return F.cross_entropy(model((x + delta).clamp(0, 1))[-1], y)
+    return loss_fn
 
 
 def penultimate(model, x):

@@ -77,6 +77,10 @@ def get_arguments():
                    help='early stopping (Appendix J): hold out this fraction of the clean subset, keep the epoch '
                         'with the best accuracy on it, stop after --patience epochs without improvement (0: off)')
     g.add_argument('--patience', type=int, default=2)
+    g.add_argument('--eval_every', type=int, default=1,
+                   help='measure ACC and ASR after every N-th epoch and after the last; 0: only after the last, '
+                        "and take 'before' from the student checkpoint's recorded ACC/ASR when it was made with "
+                        'the same trigger (what reproduce.py does: the test set is most of a short run\'s time)')
     g.add_argument('--iterations', type=int, default=1,
                    help="iterative NAD (Appendix G): rounds; each later round restarts from the backdoored model "
                         "with the previous round's erased model as the teacher")
@@ -137,8 +141,12 @@ def get_badnet_arguments():
     p.add_argument('--init', default=None,
                    help='start from this checkpoint instead of random weights (e.g. the clean model)')
     g = p.add_argument_group('clean-label attack (cl): PGD on the poisoned target-class images')
+    p.add_argument('--adv_eps', type=float, default=0.0,
+                   help='adversarial training (FGSM with random start) at this L-inf eps on [0, 1] pixels, e.g. '
+                        '8/255 = 0.0314, to make a robust model for --pgd_model, as Turner et al. do (0: off)')
     g.add_argument('--pgd_model', default='./weight/clean/WRN-16-1-clean.pth.tar',
-                   help='the clean model the PGD perturbations are computed against')
+                   help='the model the PGD perturbations are computed against (the zoo: the clean model; a robust '
+                        'one from --adv_eps is what Turner et al. use, see README)')
     g.add_argument('--pgd_eps', type=float, default=0.15, help='L-inf bound on [0, 1] pixels (the paper: 0.15)')
     g.add_argument('--pgd_steps', type=int, default=10)
     g.add_argument('--pgd_step_size', type=float, default=None, help='default: 2.5 * eps / steps (Madry et al.)')
@@ -200,6 +208,8 @@ def validate(args):
             raise UserError(f'--{name} must be at least 1')
     if args.lr <= 0:
         raise UserError(f'--lr {args.lr} must be positive')
+    if not 0 <= getattr(args, 'adv_eps', 0) < 1:
+        raise UserError('--adv_eps must be in [0, 1)')
     if (getattr(args, 'cutout_length', 0) or 0) < 0:
         raise UserError('--cutout_length must not be negative')
     if hasattr(args, 'defense'):
@@ -227,6 +237,10 @@ def _validate_defense(args):
         args.keep = 'holdout'
     elif args.keep == 'holdout':
         raise UserError('--keep holdout needs --holdout, the fraction of the clean subset to hold out')
+    if args.eval_every < 0:
+        raise UserError('--eval_every must not be negative')
+    if args.keep == 'oracle' and args.eval_every != 1:
+        raise UserError('--keep oracle compares every epoch by ACC and ASR, so it needs --eval_every 1')
     if args.prune_ratio is not None and not 0 <= args.prune_ratio < 1:
         raise UserError(f'--prune_ratio {args.prune_ratio} must be in [0, 1)')
     for name in ('patience', 'iterations', 'mcr_epochs'):

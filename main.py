@@ -50,14 +50,32 @@ def split_holdout(x, y, fraction, seed):
     return (x[order[n:]], y[order[n:]]), (x[order[:n]], y[order[:n]])
 
 
+ATTACK_KEYS = ('trigger_type', 'target_type', 'target_label', 'trigger_alpha')
+
+
+def made_with_other_attack(args, s_ckpt):
+    """True when the student's checkpoint records a trigger other than the one ASR is measured with here."""
+    made = (s_ckpt or {}).get('config', {})
+    return any(k in made and made[k] != getattr(args, k) for k in ATTACK_KEYS)
+
+
 def warn_if_other_attack(args, s_ckpt):
     """The ASR is measured with the trigger flags given here; say so when the student was made with others."""
-    made = (s_ckpt or {}).get('config', {})
-    keys = ('trigger_type', 'target_type', 'target_label', 'trigger_alpha')
-    if any(k in made and made[k] != getattr(args, k) for k in keys):
-        print(f"warning: {args.s_model} was backdoored with {', '.join(f'{k} {made.get(k)}' for k in keys)}, "
-              f"but ASR is measured here with {', '.join(f'{k} {getattr(args, k)}' for k in keys)} "
+    if made_with_other_attack(args, s_ckpt):
+        made = s_ckpt['config']
+        print(f"warning: {args.s_model} was backdoored with {', '.join(f'{k} {made.get(k)}' for k in ATTACK_KEYS)}, "
+              f"but ASR is measured here with {', '.join(f'{k} {getattr(args, k)}' for k in ATTACK_KEYS)} "
               f"(pass --attack {made.get('attack') or '...'} or those flags)", flush=True)
+
+
+def recorded_before(args, s_ckpt):
+    """With --eval_every 0 the 'before' row is the student checkpoint's own record (same test set, same
+    trigger), when it has one; None means: measure it."""
+    if args.eval_every or args.make_teacher or made_with_other_attack(args, s_ckpt):
+        return None
+    if not isinstance(s_ckpt.get('acc'), (int, float)) or not isinstance(s_ckpt.get('asr'), (int, float)):
+        return None
+    return {'acc': float(s_ckpt['acc']), 'asr': float(s_ckpt['asr'])}
 
 
 def build_loss(method, args, teacher, device):
@@ -88,7 +106,10 @@ def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clea
         set_lr(optimizer, lr)
         loss = train_epoch(student, train_loader, loss_fn, optimizer, device, amp_dtype,
                            desc=f'epoch {first_epoch + epoch}')
-        metrics = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
+        last = epoch == args.epochs - 1
+        metrics = {'acc': None, 'asr': None}
+        if last or (args.eval_every and (epoch + 1) % args.eval_every == 0):
+            metrics = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
         row = {'epoch': first_epoch + epoch, 'lr': lr, 'loss': loss, 'acc': metrics['acc'], 'asr': metrics['asr'],
                'seconds': timer()}
         if holdout_loader is not None:
@@ -108,6 +129,10 @@ def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clea
         if args.keep == 'holdout' and stale >= args.patience:
             print(f'early stop: no better held-out accuracy for {args.patience} epochs', flush=True)
             break
+    if kept['acc'] is None:  # the kept epoch was not evaluated (--eval_every): measure it now
+        student.load_state_dict(kept_state)
+        kept.update({k: v for k, v in evaluate(student, clean_loader, backdoor_loader, device, amp_dtype).items()
+                     if k in ('acc', 'asr')})
     return rows, kept, kept_state
 
 
@@ -144,9 +169,12 @@ def main():
           f'{distills}, cutout {args.cutout_length}', flush=True)
 
     total = Timer()
-    before = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
+    before = recorded_before(args, s_ckpt)
+    before_source = 'student checkpoint record' if before else 'measured'
+    before = before or evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
     before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'seconds': total()}
-    print(epoch_line(0, 0.0, None, before, total()), flush=True)
+    print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
+          flush=True)
     extra = {}
 
     if method == 'mcr':
@@ -197,7 +225,7 @@ def main():
         mcr.plot(extra['curve'], os.path.join(args.log_root, f'{run_name}_curve.png'), args.mcr_t)
     write_csv(os.path.join(args.log_root, f'{run_name}.csv'), rows)
     write_json(os.path.join(args.log_root, f'{run_name}.json'), {
-        'method': method, 'before': before_row, 'after': kept, 'keep_rule': args.keep,
+        'method': method, 'before': before_row, 'before_source': before_source, 'after': kept, 'keep_rule': args.keep,
         'acc_note': f'ACC over all {len(clean_loader.y)} test images; ASR over the {len(backdoor_loader.y)} '
                     'triggered test images whose true class is not the target',
         'at_form': args.at_form, 'seconds': seconds, 'checkpoint': path,

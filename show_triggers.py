@@ -14,6 +14,7 @@ import torch
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+import config  # noqa: E402
 import data_loader as dl  # noqa: E402
 from utils.cli import run  # noqa: E402
 
@@ -27,8 +28,10 @@ def main():
     p.add_argument('--output', default='results/triggers.png')
     p.add_argument('--classes', type=int, nargs='*', default=[1, 2, 3, 7, 8],
                    help='show the first test image of each of these classes (not 0, the target)')
-    p.add_argument('--pgd_model', default='weight/clean/WRN-16-1-clean.pth.tar')
+    p.add_argument('--pgd_model', default=None, help="default: the cl attack's (train_badnet.py --pgd_model)")
     args = p.parse_args()
+    cl = config.parse(config.get_badnet_arguments(), ['--attack', 'cl'])
+    args.pgd_model = args.pgd_model or cl.pgd_model
     x, y = dl.load_cifar10()['test']
     args.images = [int(torch.nonzero(y == c)[0]) for c in args.classes]
     clean = x[args.images]
@@ -37,9 +40,7 @@ def main():
         rows.append((title, dl.get_trigger(dl.ATTACKS[attack]['trigger_type'], alpha)(clean)))
     if os.path.isfile(args.pgd_model):  # what a CL poisoned training image looks like, with the cl attack's PGD
         import attacks
-        import config
         from models import select_model
-        cl = config.parse(config.get_badnet_arguments(), ['--attack', 'cl'])
         model = select_model('WRN-16-1', 10, args.pgd_model)[0]
         adv = attacks.pgd(model, clean, y[args.images], cl.pgd_eps, cl.pgd_steps, cl.pgd_step_size, torch.device('cpu'))
         rows.insert(5, ('CL (poisoned train)', dl.grid_trigger(adv)))

@@ -2,7 +2,9 @@
 
     python train_badnet.py                      # WRN-16-1, gridTrigger, all2one, target 5, 10% poisoned
     python train_badnet.py --attack blend           # a named attack of the paper (target 0), saved in the zoo
-    python train_badnet.py --attack clean           # no poisoning: the clean model (Trojan, CL and Table 2 need it)
+    python train_badnet.py --attack clean           # no poisoning: the clean model (Trojan and Table 2 need it)
+    python train_badnet.py --attack clean --adv_eps 0.0314 --epochs 5 --output robust.pth.tar
+                                                    # a robust clean model (for --attack cl --pgd_model robust.pth.tar)
     python train_badnet.py --trigger_type signalTrigger --target_type cleanLabel --target_label 0
 
 Standard augmentation (random crop with padding 4, horizontal flip) is on by default; --no-augment
@@ -20,6 +22,7 @@ from models import build_model, select_model
 from utils.checkpoint import save_checkpoint, write_csv, write_json
 from utils.cli import Timer, epoch_line, run, setup, test_loaders
 from utils.engine import cross_entropy_loss, evaluate, train_epoch
+from utils.runtime import generator
 
 
 def default_output(args):
@@ -69,10 +72,15 @@ def main():
             return args.lr * epoch_float / args.warmup_epochs
         return args.lr * (args.epochs - epoch_float) / (args.epochs - args.warmup_epochs)
 
+    loss_fn = cross_entropy_loss
+    if args.adv_eps:  # a robust model (the clean-label attack's PGD model), by fast adversarial training
+        import attacks
+        loss_fn = attacks.fgsm_adversarial_loss(args.adv_eps, generator(args.seed, 'adversarial', device))
+        print(f'adversarial training: FGSM with random start, eps {args.adv_eps:.4f}', flush=True)
     rows, total = [], Timer()
     for epoch in range(1, args.epochs + 1):
         timer = Timer()
-        loss = train_epoch(model, train_loader, cross_entropy_loss, optimizer, device, amp_dtype,
+        loss = train_epoch(model, train_loader, loss_fn, optimizer, device, amp_dtype,
                            desc=f'epoch {epoch}', lr_at=lambda f: lr_at(epoch - 1 + f))
         metrics = evaluate(model, clean_loader, backdoor_loader, device, amp_dtype)
         mid_lr = lr_at(epoch - 0.5)  # the lr changes every step; report the epoch's midpoint

@@ -134,3 +134,23 @@ def test_explicit_flags_win_over_an_attack_preset():
     assert config.parse(config.get_badnet_arguments(), ['--attack', 'clean']).attack == 'clean'
     with pytest.raises(SystemExit):                                   # not a defense's attack
         config.parse(config.get_arguments(), ['--attack', 'clean'])
+
+
+def test_fgsm_adversarial_loss_is_plain_ce_at_eps_zero_and_larger_above():
+    model = build_model('WRN-16-1').eval()
+    x, y = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
+    clean = torch.nn.functional.cross_entropy(model(x)[-1], y)
+    at_zero = attacks.fgsm_adversarial_loss(0.0, torch.Generator().manual_seed(0))(model, x, y)
+    assert torch.allclose(at_zero, clean)
+    adversarial = attacks.fgsm_adversarial_loss(8 / 255, torch.Generator().manual_seed(0))(model, x, y)
+    assert adversarial > clean                                    # the step goes up the loss
+    adversarial.backward()
+    assert model.fc.weight.grad.abs().sum() > 0                   # and the model trains on it
+
+
+def test_cl_attack_runs_its_pgd_against_the_clean_model_and_adv_eps_is_checked():
+    args = config.parse(config.get_badnet_arguments(), ['--attack', 'cl'])
+    assert args.pgd_model.endswith('weight/clean/WRN-16-1-clean.pth.tar') and args.pgd_eps == 0.15
+    assert args.adv_eps == 0.0
+    with pytest.raises(UserError, match='adv_eps'):
+        config.parse(config.get_badnet_arguments(), ['--adv_eps', '1.5'])

@@ -28,7 +28,8 @@ def test_defaults_are_the_papers():
     (['--ratio', '0'], 'ratio'), (['--ratio', '1.5'], 'ratio'), (['--inject_portion', '-0.1'], 'inject_portion'),
     (['--beta2', '-1'], 'beta2'), (['--trigger_type', 'laser'], 'unknown trigger'),
     (['--target_type', 'all2some'], 'target type'), (['--target_label', '10'], 'target_label'),
-    (['--s_name', 'WRN-7-1'], 'unknown model'), (['--epochs', '0'], 'epochs'), (['--lr', '0'], 'lr')])
+    (['--s_name', 'WRN-7-1'], 'unknown model'), (['--epochs', '0'], 'epochs'), (['--lr', '0'], 'lr'),
+    (['--eval_every', '-1'], 'eval_every'), (['--keep', 'oracle', '--eval_every', '0'], 'oracle')])
 def test_bad_values_are_refused(argv, message):
     with pytest.raises(UserError, match=message):
         nad(*argv)

@@ -40,9 +40,10 @@ def test_loaders(args, data, device):
 
 
 def epoch_line(epoch, lr, loss, metrics, seconds):
-    loss_text = f'{loss:.4f}' if loss is not None else '-'
-    return (f"epoch {epoch:3d} | lr {lr:.5f} | loss {loss_text} | ACC {metrics['acc']:6.2f} | "
-            f"ASR {metrics['asr']:6.2f} | {seconds:5.1f}s")
+    def text(value, form):
+        return '-' if value is None else format(value, form)
+    return (f"epoch {epoch:3d} | lr {lr:.5f} | loss {text(loss, '.4f')} | ACC {text(metrics['acc'], '6.2f'):>6} | "
+            f"ASR {text(metrics['asr'], '6.2f'):>6} | {seconds:5.1f}s")
 
 
 class Timer:

@@ -1,0 +1,303 @@
+"""The paper's analyses, run by `python reproduce.py --analysis NAME ...`. Each writes a CSV and a PNG
+into results/ (named after the analysis and the attack) and prints its table. All runs go through the
+resumable runner of reproduce.py (one main.py or train_badnet.py process each, results/grid/<run>.json).
+
+    curves        ACC and ASR after every epoch of fine-tuning and NAD                 (Fig. 13)
+    attention     attention maps of each residual group, one triggered image, before
+                  and after every defense; similarity to the clean image's maps        (Fig. 3)
+    ratio         fine-tuning and NAD with 1/5/10/15/20% clean data                     (Fig. 2)
+    beta          NAD with growing beta; picks the largest beta whose ACC stays at or
+                  above --acc_threshold (the paper's selection rule)                   (Fig. 8)
+    attention_fns NAD with each attention function, and with raw activations           (Tables 7, 8)
+    teachers      NAD with teachers of five architectures trained from scratch
+                  on the clean subset                                                  (Table 2)
+    all2all       an all-to-all BadNets model (trained here), fine-tuning and NAD      (Fig. 10)
+    adaptive      the centre-square attack at alpha 0.2/0.5/0.8/1.0 (trained here),
+                  fine-tuning and NAD with beta 10,000 (20,000 at alpha 1.0)           (Table 9)
+    paper_lr      fine-tuning and NAD on every --attacks model at the paper's lr 0.1 instead of our
+                  0.01, the teacher being that lr-0.1 fine-tuned model           (Table 1's setting)
+"""
+import os
+
+import torch
+
+from at import attention as attention_map
+from config import zoo_paths
+from data_loader import ATTACKS, DATA_ROOT, DatasetBD, load_dataset
+from models import ARCHS, select_model
+from utils.checkpoint import write_csv
+
+RATIOS = (0.01, 0.05, 0.10, 0.15, 0.20)
+BETAS = (500, 1000, 2000, 5000, 10000, 20000, 50000)  # beta2 = beta3 = B, beta1 = B / 2 (the default's shape)
+ATTENTION_FNS = (('sum', 1.0), ('sum_p', 2.0), ('sum_p', 4.0), ('mean_p', 2.0), ('activation', 2.0))
+ADAPTIVE_ALPHAS = (0.2, 0.5, 0.8, 1.0)
+TEACHER_EPOCHS = 40  # a teacher trained from scratch on 2,500 images; lr 0.1, step schedule every 10 epochs
+
+
+def save_figure(fig, path):
+    tmp = path + '.tmp.png'
+    fig.savefig(tmp, dpi=120, bbox_inches='tight')
+    os.replace(tmp, path)
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def report(args, name, rows):
+    """Write rows to results/<name>.csv and print them as a small table."""
+    write_csv(os.path.join(args.results, f'{name}.csv'), rows)
+    print(f'{name}:')
+    for r in rows:
+        print('  ' + ' | '.join(f'{k} {v:.2f}' if isinstance(v, float) else f'{k} {v}' for k, v in r.items()))
+
+
+def after(summary):
+    return {'acc': summary['after']['acc'], 'asr': summary['after']['asr']}
+
+
+# --- Fig. 13: learning curves ------------------------------------------------------------------------
+
+def curves(args, runner):
+    attack, seed = args.analysis_attack, args.seeds[0]
+    rows = []
+    for method in ('finetune', 'nad'):
+        summary = runner(f'curves_{attack}_{method}_seed{seed}',
+                         ['--attack', attack, '--seed', seed, '--defense', method, '--eval_every', 1])
+        if summary:
+            rows += [{'method': method, 'epoch': r['epoch'], 'acc': r['acc'], 'asr': r['asr']} for r in summary['epochs']]
+    if not rows:
+        return
+    name = f'curves_{attack}'
+    report(args, name, rows)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, metric in zip(axes, ('acc', 'asr')):
+        for method in ('finetune', 'nad'):
+            mine = [r for r in rows if r['method'] == method]
+            ax.plot([r['epoch'] for r in mine], [r[metric] for r in mine], 'o-', ms=3,
+                    label={'finetune': 'fine-tuning', 'nad': 'NAD'}[method])
+        ax.set_xlabel('epoch')
+        ax.set_ylabel(f'{metric.upper()} (%)')
+        ax.legend()
+    fig.suptitle(f'{attack}: test ACC and ASR per epoch (seed {seed})')
+    save_figure(fig, os.path.join(args.results, f'{name}.png'))
+
+
+# --- Fig. 3: attention maps ------------------------------------------------------------------------------
+
+@torch.no_grad()
+def attention(args, runner):
+    """Per group, A^2_sum of one triggered test image (the first of class 1, say) before and after each defense,
+    and over 500 triggered images the cosine similarity between a model's map of the triggered image and
+    of the same image clean (1.0: the trigger no longer changes where the model looks)."""
+    attack, seed = args.analysis_attack, args.seeds[0]
+    models = {'before': zoo_paths(attack)[0]}
+    for defense in args.defenses:
+        summary = runner.defense(attack, defense, seed)
+        if summary:
+            models[defense] = summary['checkpoint']
+    if args.dry_run:
+        return
+    preset = ATTACKS[attack]
+    data, num_classes = load_dataset('CIFAR10', DATA_ROOT)
+    x, y = data['test']
+    keep = y != 0
+    clean = x[keep][:500]
+    triggered = DatasetBD(x, y, preset['trigger_type'], preset['target_type'], 0, mode='test',
+                          num_classes=num_classes).x[:500]
+    to_float = lambda u: u.float() / 255  # noqa: E731
+    rows, maps = [], {}
+    for name, path in models.items():
+        model = select_model('WRN-16-1', num_classes, path)[0].eval()
+        groups_t = model(to_float(triggered))[:-1]
+        groups_c = model(to_float(clean))[:-1]
+        maps[name] = [attention_map(g[:1], 2.0, 'sum_p')[0] for g in groups_t]
+        row = {'model': name}
+        for i, (gt, gc) in enumerate(zip(groups_t, groups_c), 1):
+            at, ac = attention_map(gt, 2.0, 'sum_p').flatten(1), attention_map(gc, 2.0, 'sum_p').flatten(1)
+            row[f'group{i}_similarity'] = torch.nn.functional.cosine_similarity(at, ac).mean().item()
+        rows.append(row)
+    name = f'attention_maps_{attack}'
+    report(args, name, rows)
+    plt = pyplot()
+    fig, axes = plt.subplots(len(maps), 4, figsize=(6.4, 1.7 * len(maps)))
+    for r, (model, group_maps) in enumerate(maps.items()):
+        axes[r, 0].imshow(triggered[0].permute(1, 2, 0).numpy())
+        axes[r, 0].set_ylabel({'before': 'backdoored', **{k: v for k, v in
+                               (('finetune', 'fine-tuning'), ('fineprune', 'fine-pruning'), ('mcr', 'MCR t=0.3'),
+                                ('nad', 'NAD'), ('argd', 'ARGD'))}}[model], fontsize=8)
+        for g, am in enumerate(group_maps, 1):
+            axes[r, g].imshow(am.numpy(), cmap='jet')
+            if r == 0:
+                axes[r, g].set_title(f'group {g}', fontsize=8)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f'{attack}: attention maps (A$^2_{{sum}}$) of a triggered test image', fontsize=9)
+    save_figure(fig, os.path.join(args.results, f'{name}.png'))
+
+
+# --- Fig. 2: clean-data ratio ------------------------------------------------------------------------------
+
+def ratio(args, runner):
+    attack, rows = args.analysis_attack, []
+    for method in ('finetune', 'nad'):
+        for r in RATIOS:
+            for seed in args.seeds:
+                summary = runner.defense(attack, method, seed) if r == 0.05 else runner(
+                    f'ratio_{attack}_{method}_r{r}_seed{seed}',
+                    ['--attack', attack, '--seed', seed, '--defense', method, '--eval_every', 0, '--ratio', r])
+                if summary:
+                    rows.append({'method': method, 'ratio': r, 'seed': seed, **after(summary)})
+    if rows:
+        line_plot(args, f'ratio_{attack}', rows, 'ratio', 'clean data (fraction of the training set)')
+
+
+def line_plot(args, name, rows, x_key, x_label, log_x=False):
+    """CSV of rows, and ACC / ASR against x_key, one line per method (seeds averaged)."""
+    report(args, name, rows)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, metric in zip(axes, ('acc', 'asr')):
+        for method in dict.fromkeys(r['method'] for r in rows):
+            xs = sorted({r[x_key] for r in rows if r['method'] == method})
+            ys = [sum(r[metric] for r in rows if r['method'] == method and r[x_key] == v) /
+                  sum(1 for r in rows if r['method'] == method and r[x_key] == v) for v in xs]
+            ax.plot(xs, ys, 'o-', label=method)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(f'{metric.upper()} (%)')
+        if log_x:
+            ax.set_xscale('log')
+        ax.legend()
+    save_figure(fig, os.path.join(args.results, f'{name}.png'))
+
+
+# --- Fig. 8: beta sweep and selection ----------------------------------------------------------------------
+
+def beta(args, runner):
+    """Raise beta until ACC falls below --acc_threshold; the pick is the last beta that stayed at or above."""
+    attack, seed, rows, picked = args.analysis_attack, args.seeds[0], [], None
+    for b in BETAS:
+        summary = runner.defense(attack, 'nad', seed) if b == 1000 else runner(  # 1000: the default
+            f'beta_{attack}_b{b}_seed{seed}',
+            ['--attack', attack, '--seed', seed, '--eval_every', 0, '--beta1', b / 2, '--beta2', b, '--beta3', b])
+        if not summary:
+            continue
+        rows.append({'method': 'nad', 'beta': b, **after(summary)})
+        if rows[-1]['acc'] < args.acc_threshold:
+            break
+        picked = b
+    if not rows:
+        return
+    line_plot(args, f'beta_{attack}', rows, 'beta', 'beta (beta1 = beta / 2)', log_x=True)
+    print(f'beta: picked {picked} (the largest tried whose ACC stays >= {args.acc_threshold}; '
+          f'beta1 = {picked and picked / 2})' if picked else
+          f'beta: even beta {BETAS[0]} drops ACC below {args.acc_threshold}')
+
+
+# --- Tables 7 and 8: attention functions and raw activations -----------------------------------------------
+
+def attention_fns(args, runner):
+    attack, rows = args.analysis_attack, []
+    for kind, p in ATTENTION_FNS:
+        for seed in args.seeds:
+            summary = runner.defense(attack, 'nad', seed) if (kind, p) == ('sum_p', 2.0) else runner(
+                f'attention_{attack}_{kind}_p{p:g}_seed{seed}',
+                ['--attack', attack, '--seed', seed, '--eval_every', 0, '--attention', kind, '--p', p])
+            if summary:
+                rows.append({'attention': kind, 'p': p, 'seed': seed, **after(summary)})
+    if rows:
+        report(args, f'attention_functions_{attack}', rows)
+
+
+# --- Table 2: teacher architectures ---------------------------------------------------------------------------
+
+def teachers(args, runner):
+    attack, seed, rows = args.analysis_attack, args.seeds[0], []
+    for arch in ARCHS:
+        teacher_path = os.path.join(args.models, 'teachers', f'{arch}_seed{seed}.pth.tar')
+        made = runner(f'teacher_scratch_{arch}_seed{seed}',
+                      ['--attack', attack, '--seed', seed, '--make_teacher', '--teacher_from_scratch',
+                       '--t_name', arch, '--t_model', teacher_path, '--epochs', TEACHER_EPOCHS, '--lr', 0.1,
+                       '--schedule', 10, 20, 30, '--eval_every', 0])
+        summary = runner(f'teachers_{attack}_{arch}_seed{seed}',
+                         ['--attack', attack, '--seed', seed, '--eval_every', 0, '--t_name', arch,
+                          '--t_model', teacher_path])
+        if made and summary:
+            rows.append({'teacher': arch, 'teacher_acc': made['after']['acc'], 'teacher_asr': made['after']['asr'],
+                         **after(summary)})
+    if rows:
+        report(args, f'teachers_{attack}', rows)
+
+
+# --- Fig. 10 and Table 9: all-to-all and adaptive attacks ---------------------------------------------------
+
+def backdoored_model(runner, name, attack_flags, args):
+    """Train (once) a backdoored WRN-16-1 the zoo's way: the clean model trained 3 epochs on the poisoned set."""
+    path = os.path.join(args.models, 'backdoored', f'{name}.pth.tar')
+    runner.train(name, ['--init', zoo_paths('clean')[0], '--epochs', 3, '--lr', 0.05, '--warmup_epochs', 0.2,
+                        '--seed', 0, '--output', path, *attack_flags])
+    return path
+
+
+def defend(runner, name, attack_flags, s_model, args, nad_flags=()):
+    """Teacher, fine-tuning and NAD for one backdoored model; rows of ACC / ASR."""
+    seed = args.seeds[0]
+    t_model = os.path.join(args.models, 'backdoored', f'{name}-T_seed{seed}.pth.tar')
+    common = [*attack_flags, '--s_model', s_model, '--seed', seed]
+    name = f'{name}_seed{seed}'
+    runner(f'{name}_teacher', [*common, '--make_teacher', '--t_model', t_model, '--eval_every', 0])
+    rows = []
+    for method, extra in (('finetune', ['--defense', 'finetune']), ('nad', ['--t_model', t_model, *nad_flags])):
+        summary = runner(f'{name}_{method}', [*common, '--eval_every', 0, *extra])
+        if summary:
+            rows.append({'model': name, 'method': method, 'before_acc': summary['before']['acc'],
+                         'before_asr': summary['before']['asr'], **after(summary)})
+    return rows
+
+
+def all2all(args, runner):
+    flags = ['--attack', 'all2all']
+    rows = defend(runner, 'all2all', flags, backdoored_model(runner, 'all2all', flags, args), args)
+    if rows:
+        report(args, 'all2all', rows)
+
+
+def adaptive(args, runner):
+    rows = []
+    for alpha in ADAPTIVE_ALPHAS:
+        flags = ['--attack', 'adaptive', '--trigger_alpha', alpha]
+        b = 20000 if alpha == 1.0 else 10000  # Table 9's betas
+        rows += [{'alpha': alpha, **r} for r in defend(
+            runner, f'adaptive_a{alpha}', flags, backdoored_model(runner, f'adaptive_a{alpha}', flags, args), args,
+            nad_flags=['--beta1', b, '--beta2', b, '--beta3', b])]
+    if rows:
+        report(args, 'adaptive', rows)
+
+
+# --- Table 1 at the paper's learning rate --------------------------------------------------------------------
+
+def paper_lr(args, runner):
+    """Fine-tuning and NAD at lr 0.1. The teacher is that fine-tuned model, as the zoo's teachers are the
+    lr-0.01 fine-tuned models: the two runs share the clean subset, schedule and seed."""
+    rows = []
+    for attack in args.attacks:
+        for seed in args.seeds:
+            common = ['--attack', attack, '--seed', seed, '--eval_every', 0, '--lr', 0.1]
+            ft = runner(f'lr0.1_{attack}_finetune_seed{seed}', [*common, '--defense', 'finetune'])
+            nad = ft and runner(f'lr0.1_{attack}_nad_seed{seed}', [*common, '--t_model', ft['checkpoint']])
+            if nad:
+                rows.append({'attack': attack, 'seed': seed, 'before_acc': ft['before']['acc'],
+                             'before_asr': ft['before']['asr'], 'finetune_acc': ft['after']['acc'],
+                             'finetune_asr': ft['after']['asr'], 'nad_acc': nad['after']['acc'],
+                             'nad_asr': nad['after']['asr']})
+    if rows:
+        report(args, 'paper_lr', rows)
+
+
+ANALYSES = {'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,
+            'teachers': teachers, 'all2all': all2all, 'adaptive': adaptive, 'paper_lr': paper_lr}
