@@ -28,7 +28,7 @@ from analyses import ANALYSES
 from config import zoo_paths
 from data_loader import TABLE3
 from utils import UserError
-from utils.checkpoint import atomic_write, load_checkpoint, write_csv
+from utils.checkpoint import atomic_write, load_checkpoint, write_csv, write_json
 from utils.cli import run
 
 DEFENSES = ('finetune', 'fineprune', 'mcr', 'nad', 'argd')
@@ -126,7 +126,7 @@ class Runner:
         with open(path) as f:
             summary = json.load(f)
         summary['flags'], summary['wall_seconds'] = flags, wall
-        atomic_write(path, lambda f: f.write((json.dumps(summary, indent=2, default=str) + '\n').encode()))
+        write_json(path, summary)
         result = summary.get('after') or summary.get('final')
         print(f"  {name}: ACC {result['acc']:.2f} ASR {result['asr']:.2f} | {wall:.0f}s "
               f"(so far {self.seconds / 60:.1f} min for {self.made} runs)", flush=True)
