@@ -13,7 +13,6 @@ Run through main.py:  python main.py --defense mcr  [--mcr_epochs 100 --mcr_t 0.
 """
 import copy
 import math
-import os
 
 import torch
 from torch.func import functional_call
@@ -21,6 +20,7 @@ from torch.func import functional_call
 from models import select_model
 from utils.cli import Timer
 from utils.engine import evaluate, set_lr, train_epoch
+from utils.figures import pyplot, save_figure
 from utils.runtime import autocast, generator
 
 
@@ -102,11 +102,8 @@ def run(args, student, train_loader, bn_loader, clean_loader, backdoor_loader, d
 
 
 def plot(rows, path, report_t):
-    """ACC and ASR along the curve, written atomically as a PNG."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    """ACC and ASR along the curve, as a PNG."""
+    fig, ax = pyplot().subplots(figsize=(5, 3.2))
     ts = [r['t'] for r in rows]
     ax.plot(ts, [r['acc'] for r in rows], 'o-', label='ACC')
     ax.plot(ts, [r['asr'] for r in rows], 's-', label='ASR')
@@ -115,8 +112,4 @@ def plot(rows, path, report_t):
     ax.set_ylabel('%')
     ax.set_ylim(-2, 102)
     ax.legend(loc='center right')
-    fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

@@ -9,7 +9,8 @@ Every run is one `python main.py ...` process (the command is printed first), fi
 results/grid/<name>.json and .csv with the config that made it. A run whose JSON exists with the same
 settings is skipped, so an interrupted grid resumes where it stopped; change a setting and the runs it
 touches are made again. Table 1 goes to results/table1.csv and results/table1.md, our numbers next to
-the paper's, averaged over --seeds (mean and standard deviation).
+the paper's, averaged over --seeds (mean and standard deviation); a grid with other attacks, defenses,
+seeds or epochs is written under a name that says so (table_name), never over the full table.
 
 Compute: every run evaluates on the full test sets only after its last epoch (main.py --eval_every 0)
 and takes its 'before' numbers from the zoo checkpoint's record; MCR trains its curve for --mcr_epochs
@@ -182,10 +183,28 @@ def table1(args, runner):
                      'paper_asr': average_paper(column, args.attacks, 0),
                      'paper_acc': average_paper(column, args.attacks, 1),
                      'seconds': sum(c['seconds'] for c in cells)})
-    write_csv(os.path.join(args.results, 'table1.csv'), rows)
+    name = table_name(args)
+    write_csv(os.path.join(args.results, f'{name}.csv'), rows)
     markdown = table1_markdown(rows, args)
-    atomic_write(os.path.join(args.results, 'table1.md'), lambda f: f.write(markdown.encode()))
-    print(markdown)
+    atomic_write(os.path.join(args.results, f'{name}.md'), lambda f: f.write(markdown.encode()))
+    print(markdown + f'wrote {os.path.join(args.results, name)}.csv and .md')
+
+
+def table_name(args):
+    """table1 for the whole grid at the default settings; any other grid is named for what it changed, so a
+    subset or a trial never overwrites the full table (e.g. table1_badnets-trojan_finetune-nad_epochs1)."""
+    parts = ['table1']
+    if sorted(args.attacks) != sorted(TABLE3):
+        parts.append('-'.join(args.attacks))
+    if sorted(args.defenses) != sorted(DEFENSES):
+        parts.append('-'.join(args.defenses))
+    if args.seeds != [0]:
+        parts.append('seeds' + '-'.join(map(str, args.seeds)))
+    if args.epochs is not None:
+        parts.append(f'epochs{args.epochs}')
+    if args.mcr_epochs != get_arguments().get_default('mcr_epochs') and 'mcr' in args.defenses:
+        parts.append(f'mcr{args.mcr_epochs}')
+    return '_'.join(parts)
 
 
 def row(attack, defense, accs, asrs, seconds):

@@ -8,15 +8,12 @@ training images also carry its PGD perturbation, shown in its own column when th
 import argparse
 import os
 
-import matplotlib
 import torch
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-
-import config  # noqa: E402
-import data_loader as dl  # noqa: E402
-from utils.cli import run  # noqa: E402
+import config
+import data_loader as dl
+from utils.cli import run
+from utils.figures import pyplot, save_figure
 
 ROWS = [('BadNets', 'badnets', None), ('Trojan', 'trojan', None), ('Blend', 'blend', None),
         ('CL (test trigger)', 'cl', None), ('SIG', 'sig', None), ('Refool', 'refool', None),
@@ -46,7 +43,7 @@ def main():
         rows.insert(5, ('CL (poisoned train)', dl.grid_trigger(adv)))
 
     # One column per attack, one row per image.
-    fig, axes = plt.subplots(len(args.images), len(rows), figsize=(1.05 * len(rows), 1.15 * len(args.images) + 0.5))
+    fig, axes = pyplot().subplots(len(args.images), len(rows), figsize=(1.05 * len(rows), 1.15 * len(args.images) + 0.5))
     for c, (title, batch) in enumerate(rows):
         for r in range(len(args.images)):
             ax = axes[r, c]
@@ -57,8 +54,7 @@ def main():
                 ax.set_title(title.replace(' (', '\n('), fontsize=7)
     fig.suptitle('CIFAR-10 test images and each attack\'s trigger', fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    fig.savefig(args.output, dpi=110)
+    save_figure(fig, args.output, dpi=110)
     print(f'wrote {args.output}')
 
 

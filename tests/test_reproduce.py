@@ -10,6 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLE = 'table1_badnets-trojan_finetune-nad_epochs1'  # the name a subset's table gets
 
 
 def reproduce(tmp_path, *flags):
@@ -30,7 +31,8 @@ def grid(tmp_path_factory):
 def test_grid_writes_table1_in_the_papers_layout(grid):
     tmp_path, out = grid
     assert 'reproduce: 4 runs made' in out
-    with open(tmp_path / 'results' / 'table1.csv') as f:
+    assert not (tmp_path / 'results' / 'table1.csv').exists()    # a subset never overwrites the full table
+    with open(tmp_path / 'results' / f'{TABLE}.csv') as f:
         rows = list(csv.DictReader(f))
     cells = {(r['attack'], r['defense']): r for r in rows}
     assert sorted(cells) == sorted((a, d) for a in ('badnets', 'trojan', 'average')
@@ -42,7 +44,7 @@ def test_grid_writes_table1_in_the_papers_layout(grid):
         assert 60 < float(cells[attack, 'nad']['acc']) <= 100
     average = (float(cells['badnets', 'nad']['acc']) + float(cells['trojan', 'nad']['acc'])) / 2
     assert float(cells['average', 'nad']['acc']) == pytest.approx(average)
-    table = (tmp_path / 'results' / 'table1.md').read_text()
+    table = (tmp_path / 'results' / f'{TABLE}.md').read_text()
     assert '| attack | Before | Fine-tuning | NAD |' in table
     assert [line.split('|')[1].strip() for line in table.splitlines() if line.startswith('| ')] == \
         ['attack', 'BadNets', 'Trojan', 'average']
@@ -56,3 +58,13 @@ def test_second_call_resumes_and_a_changed_setting_reruns(grid):
     assert 'reproduce: 0 runs made (0.0 min), 4 found done' in reproduce(tmp_path)
     planned = reproduce(tmp_path, '--epochs', '2', '--dry_run')  # another epoch count: every run is made again
     assert planned.count('$ python main.py') == 4 and '--epochs 2' in planned
+
+
+def test_only_the_full_default_grid_is_named_table1():
+    from reproduce import get_arguments, table_name
+    name = lambda *argv: table_name(get_arguments().parse_args(list(argv)))  # noqa: E731
+    assert name() == name('--seeds', '0') == 'table1'
+    assert name('--attacks', 'blend') == 'table1_blend'
+    assert name('--defenses', 'nad', 'finetune', '--seeds', '0', '1', '2') == 'table1_nad-finetune_seeds0-1-2'
+    assert name('--mcr_epochs', '100') == 'table1_mcr100' and name('--mcr_epochs', '100', '--defenses', 'nad') == \
+        'table1_nad'

@@ -1,0 +1,71 @@
+"""The analyses' wiring, with a stand-in for reproduce.py's runner (no training): which runs each analysis
+asks for, the teacher it hands NAD, the beta selection rule, and the CSV and PNG it writes."""
+import csv
+import re
+from types import SimpleNamespace
+
+import analyses
+
+
+class FakeRunner:
+    """Answers every run with a summary whose ACC is acc(name); records the runs asked for."""
+
+    def __init__(self, acc=lambda name: 82.0):
+        self.acc, self.runs = acc, []
+
+    def __call__(self, name, flags):
+        self.runs.append((name, [str(f) for f in flags]))
+        return {'before': {'acc': 85.0, 'asr': 100.0}, 'after': {'acc': self.acc(name), 'asr': 5.0},
+                'checkpoint': f'/erased/{name}.tar'}
+
+    def defense(self, attack, defense, seed):
+        return self(f'{attack}_{defense}_seed{seed}', [])
+
+
+def arguments(tmp_path, **kw):
+    return SimpleNamespace(analysis_attack='badnets', seeds=[0], results=str(tmp_path), models=str(tmp_path),
+                           acc_threshold=80.0, attacks=['badnets'], **kw)
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_ratio_gives_nad_the_teacher_fine_tuned_on_the_same_fraction(tmp_path):
+    runner = FakeRunner()
+    analyses.ratio(arguments(tmp_path), runner)
+    flags = dict(runner.runs)
+    assert flags['ratio_badnets_nad_r0.1_seed0'][-2:] == ['--t_model', '/erased/ratio_badnets_finetune_r0.1_seed0.tar']
+    assert '--ratio' in flags['ratio_badnets_finetune_r0.2_seed0'] and 'badnets_nad_seed0' in flags  # 5%: Table 1's
+    table = rows(tmp_path / 'ratio_badnets.csv')
+    assert sorted((r['method'], float(r['ratio'])) for r in table) == \
+        sorted((m, r) for m in ('finetune', 'nad') for r in analyses.RATIOS)
+    assert (tmp_path / 'ratio_badnets.png').stat().st_size > 1000
+
+
+def test_beta_picks_the_largest_beta_whose_acc_stays_at_the_threshold(tmp_path, capsys):
+    acc = {500: 84.0, 1000: 83.0, 2000: 81.0, 5000: 80.0, 10000: 79.9, 20000: 90.0, 50000: 90.0}
+
+    def acc_of(name):
+        found = re.search(r'_b(\d+)_', name)
+        return acc[int(found.group(1))] if found else acc[1000]  # the default beta is Table 1's NAD run
+    runner = FakeRunner(acc_of)
+    analyses.beta(arguments(tmp_path), runner)
+    assert 'beta: picked 5000' in capsys.readouterr().out
+    assert not any('b20000' in name for name, _ in runner.runs)  # it stops at the first drop below
+    assert [float(r['beta']) for r in rows(tmp_path / 'beta_badnets.csv')] == [500, 1000, 2000, 5000, 10000]
+    b5000 = dict(runner.runs)['beta_badnets_b5000_seed0']
+    assert b5000[b5000.index('--beta1') + 1] == '2500.0' and b5000[b5000.index('--beta3') + 1] == '5000'
+
+
+def test_adaptive_trains_each_alpha_once_and_defends_it_with_tables_betas(tmp_path):
+    runner = FakeRunner()
+    runner.train = lambda name, flags: runner.runs.append((name, [str(f) for f in flags]))
+    analyses.adaptive(arguments(tmp_path), runner)
+    flags = dict(runner.runs)
+    assert [n for n, _ in runner.runs if not n.endswith(('_teacher', '_finetune', '_nad'))] == \
+        [f'adaptive_a{a}' for a in analyses.ADAPTIVE_ALPHAS]
+    assert flags['adaptive_a1.0_seed0_nad'][-2:] == ['--beta3', '20000']
+    assert flags['adaptive_a0.2_seed0_nad'][-2:] == ['--beta3', '10000']
+    assert len(rows(tmp_path / 'adaptive.csv')) == 2 * len(analyses.ADAPTIVE_ALPHAS)
