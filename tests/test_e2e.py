@@ -89,10 +89,7 @@ def test_train_badnet_one_epoch_of_a_named_clean_label_attack(tmp_path, cifar):
 
 
 def run_defense(tmp_path, *argv):
-    # --eval_every 0: measure only after the epoch; 'before' is the student checkpoint's own record (the
-    # NAD test above measures it), which saves one pass over the test sets per defense
-    result = subprocess.run([sys.executable, 'main.py', '--epochs', '1', '--eval_every', '0',
-                             '--checkpoint_root', str(tmp_path / 'w'),
+    result = subprocess.run([sys.executable, 'main.py', '--epochs', '1', '--checkpoint_root', str(tmp_path / 'w'),
                              '--log_root', str(tmp_path / 'r'), *argv], cwd=ROOT, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -102,7 +99,9 @@ def run_defense(tmp_path, *argv):
 @pytest.mark.parametrize('defense,extra', [('finetune', []), ('mixup', []), ('cutout', []), ('argd', []),
                                            ('fineprune', ['--prune_ratio', '0.25'])])
 def test_each_defense_runs_an_epoch_and_writes_its_results(tmp_path, defense, extra):
-    out = run_defense(tmp_path, '--defense', defense, *extra)
+    # --eval_every 0: measured only after the epoch; 'before' is the student checkpoint's own record (the NAD
+    # test above measures it), which saves a pass over the test sets per defense
+    out = run_defense(tmp_path, '--defense', defense, '--eval_every', '0', *extra)
     assert f'{defense} done' in out
     summary = json.loads((tmp_path / 'r' / f'{defense}_WRN-16-1-S-model_best_seed0.json').read_text())
     assert summary['method'] == defense and summary['config']['defense'] == defense
