@@ -16,6 +16,7 @@ resumable runner of reproduce.py (one main.py or train_badnet.py process each, r
                   fine-tuning and NAD with beta 10,000 (20,000 at alpha 1.0)           (Table 9)
     paper_lr      fine-tuning and NAD on every --attacks model at the paper's lr 0.1 instead of our
                   0.01, the teacher being that lr-0.1 fine-tuned model           (Table 1's setting)
+    nad_beta      NAD on every --attacks model with --nad_beta (the beta that `beta` picked)
 """
 import os
 
@@ -167,9 +168,7 @@ def beta(args, runner):
     """Raise beta until ACC falls below --acc_threshold; the pick is the last beta that stayed at or above."""
     attack, seed, rows, picked = args.analysis_attack, args.seeds[0], [], None
     for b in BETAS:
-        summary = runner.defense(attack, 'nad', seed) if b == 1000 else runner(  # 1000: the default
-            f'beta_{attack}_b{b}_seed{seed}',
-            ['--attack', attack, '--seed', seed, '--eval_every', 0, '--beta1', b / 2, '--beta2', b, '--beta3', b])
+        summary = nad_with_beta(runner, attack, seed, b)
         if not summary:
             continue
         rows.append({'method': 'nad', 'beta': b, **after(summary)})
@@ -182,6 +181,13 @@ def beta(args, runner):
     print(f'beta: picked {picked} (the largest tried whose ACC stays >= {args.acc_threshold}; '
           f'beta1 = {picked and picked / 2})' if picked else
           f'beta: even beta {BETAS[0]} drops ACC below {args.acc_threshold}')
+
+
+def nad_with_beta(runner, attack, seed, b):
+    """NAD with beta2 = beta3 = b and beta1 = b / 2, the default's shape (b = 1000 is Table 1's run)."""
+    return runner.defense(attack, 'nad', seed) if b == 1000 else runner(
+        f'beta_{attack}_b{b}_seed{seed}',
+        ['--attack', attack, '--seed', seed, '--eval_every', 0, '--beta1', b / 2, '--beta2', b, '--beta3', b])
 
 
 # --- Tables 7 and 8: attention functions and raw activations -----------------------------------------------
@@ -284,5 +290,24 @@ def paper_lr(args, runner):
         report(args, 'paper_lr', rows)
 
 
+# --- Table 1 with the beta the selection rule picked ----------------------------------------------------------
+
+def nad_beta(args, runner):
+    """NAD with --nad_beta (beta2 = beta3 = B, beta1 = B / 2; by default 5000, what `beta` picks on BadNets)
+    on every --attacks model, beside Table 1's fine-tuning and NAD at the default beta 1000."""
+    rows, b = [], args.nad_beta
+    for attack in args.attacks:
+        for seed in args.seeds:
+            ft, nad = runner.defense(attack, 'finetune', seed), runner.defense(attack, 'nad', seed)
+            big = nad_with_beta(runner, attack, seed, b)
+            if ft and nad and big:
+                rows.append({'attack': attack, 'seed': seed, 'finetune_acc': ft['after']['acc'],
+                             'finetune_asr': ft['after']['asr'], 'nad_acc': nad['after']['acc'],
+                             'nad_asr': nad['after']['asr'], f'nad_beta{b}_acc': big['after']['acc'],
+                             f'nad_beta{b}_asr': big['after']['asr']})
+    if rows:
+        report(args, f'nad_beta{b}', rows)
+
+
 ANALYSES = {'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,
-            'teachers': teachers, 'all2all': all2all, 'adaptive': adaptive, 'paper_lr': paper_lr}
+            'teachers': teachers, 'all2all': all2all, 'adaptive': adaptive, 'paper_lr': paper_lr, 'nad_beta': nad_beta}

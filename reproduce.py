@@ -71,6 +71,8 @@ def get_arguments():
                    help='the attack the single-attack analyses run on')
     p.add_argument('--acc_threshold', type=float, default=80.0,
                    help='beta analysis: raise beta until NAD ACC falls below this (Fig. 8 rule)')
+    p.add_argument('--nad_beta', type=int, default=5000,
+                   help='nad_beta analysis: NAD with beta2 = beta3 = this, beta1 = half (beta picked 5000 here)')
     p.add_argument('--results', default='./results', help='where tables, figures and results/grid go')
     p.add_argument('--models', default='./weight/erasing_net/reproduce', help='where erased models go')
     p.add_argument('--dry_run', action='store_true', help='print the commands, run nothing')

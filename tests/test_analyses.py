@@ -23,8 +23,8 @@ class FakeRunner:
 
 
 def arguments(tmp_path, **kw):
-    return SimpleNamespace(analysis_attack='badnets', seeds=[0], results=str(tmp_path), models=str(tmp_path),
-                           acc_threshold=80.0, attacks=['badnets'], **kw)
+    return SimpleNamespace(**{'analysis_attack': 'badnets', 'seeds': [0], 'results': str(tmp_path),
+                              'models': str(tmp_path), 'acc_threshold': 80.0, 'attacks': ['badnets'], **kw})
 
 
 def rows(path):
@@ -69,3 +69,12 @@ def test_adaptive_trains_each_alpha_once_and_defends_it_with_tables_betas(tmp_pa
     assert flags['adaptive_a1.0_seed0_nad'][-2:] == ['--beta3', '20000']
     assert flags['adaptive_a0.2_seed0_nad'][-2:] == ['--beta3', '10000']
     assert len(rows(tmp_path / 'adaptive.csv')) == 2 * len(analyses.ADAPTIVE_ALPHAS)
+
+
+def test_nad_beta_reuses_table1_and_the_beta_sweeps_runs(tmp_path):
+    runner = FakeRunner()
+    analyses.nad_beta(arguments(tmp_path, nad_beta=5000, attacks=['badnets', 'sig']), runner)
+    names = [n for n, _ in runner.runs]
+    assert names == ['badnets_finetune_seed0', 'badnets_nad_seed0', 'beta_badnets_b5000_seed0',
+                     'sig_finetune_seed0', 'sig_nad_seed0', 'beta_sig_b5000_seed0']
+    assert [r['attack'] for r in rows(tmp_path / 'nad_beta5000.csv')] == ['badnets', 'sig']
