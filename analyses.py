@@ -145,7 +145,7 @@ def line_plot(args, name, rows, x_key, x_label, log_x=False, title=None):
     """CSV of rows, and ACC / ASR against x_key, one line per method (seeds averaged)."""
     report(args, name, rows)
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3), layout='constrained')
     for ax, metric in zip(axes, ('acc', 'asr')):
         for method in dict.fromkeys(r['method'] for r in rows):
             xs = sorted({r[x_key] for r in rows if r['method'] == method})
