@@ -171,6 +171,8 @@ def main():
     total = Timer()
     before = recorded_before(args, s_ckpt)
     before_source = 'student checkpoint record' if before else 'measured'
+    if method == 'teacher' and args.teacher_from_scratch:  # a fresh initialisation: nothing worth a test pass
+        before, before_source = {'acc': None, 'asr': None}, 'not measured (fresh initialisation)'
     before = before or evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
     before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
@@ -233,8 +235,9 @@ def main():
                                'asr': s_ckpt.get('asr')},
         **extra, 'config': vars(args), 'epochs': rows})
     where = f"t {args.mcr_t}" if method == 'mcr' else f"epoch {kept['epoch']}, keep={args.keep}"
-    print(f"{method} done in {seconds:.0f}s | before: ACC {before['acc']:.2f} ASR {before['asr']:.2f} | "
-          f"after ({where}): ACC {kept['acc']:.2f} ASR {kept['asr']:.2f} | saved {path}", flush=True)
+    was = '' if before['acc'] is None else f"before: ACC {before['acc']:.2f} ASR {before['asr']:.2f} | "
+    print(f"{method} done in {seconds:.0f}s | {was}after ({where}): ACC {kept['acc']:.2f} ASR {kept['asr']:.2f} | "
+          f"saved {path}", flush=True)
 
 
 if __name__ == '__main__':
