@@ -26,7 +26,7 @@ import sys
 import time
 
 from analyses import ANALYSES
-from config import zoo_paths
+from config import get_arguments as main_arguments, zoo_paths
 from data_loader import TABLE3
 from utils import UserError
 from utils.checkpoint import atomic_write, load_checkpoint, write_csv, write_json
@@ -230,10 +230,11 @@ def table1_markdown(rows, args):
     columns = ['before', *args.defenses]
     seeds = len(args.seeds)
     head = '| attack | ' + ' | '.join(NAMES[c] for c in columns) + ' |'
-    epochs = args.epochs or 10
+    defaults = main_arguments()  # main.py's own defaults, so the caption follows config.py
+    epochs, lr = args.epochs or defaults.get_default('epochs'), defaults.get_default('lr')
     lines = [f'ASR / ACC in %, ours (paper). WRN-16-1, CIFAR-10, 5% clean data; {seeds} seed(s) '
              f"{' '.join(map(str, args.seeds))}" + (', mean +- std' if seeds > 1 else '') +
-             f'. {epochs} epochs at lr 0.01 (the paper: lr 0.1); MCR {args.mcr_epochs} curve epochs (the paper: '
+             f'. {epochs} epochs at lr {lr:g} (the paper: lr 0.1); MCR {args.mcr_epochs} curve epochs (the paper: '
              '100). Before: the zoo model as trained. Refool: CIFAR-10 here, GTSRB in the paper. '
              'ARGD is not in the paper.', '',
              head, '|' + '---|' * (len(columns) + 1)]
