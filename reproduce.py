@@ -7,8 +7,8 @@
 
 Every run is one `python main.py ...` process (the command is printed first), filed as
 results/grid/<name>.json and .csv with the config that made it. A run whose JSON exists with the same
-settings is skipped, so an interrupted grid resumes where it stopped; change a setting and the runs it
-touches are made again. Table 1 goes to results/table1.csv and results/table1.md, our numbers next to
+settings and the same student checkpoint is skipped, so an interrupted grid resumes where it stopped;
+change a setting or retrain a zoo model and the runs it touches are made again. Table 1 goes to results/table1.csv and results/table1.md, our numbers next to
 the paper's, averaged over --seeds (mean and standard deviation); a grid with other attacks, defenses,
 seeds or epochs is written under a name that says so (table_name), never over the full table.
 
@@ -137,13 +137,27 @@ class Runner:
 
     @staticmethod
     def load_if_same(path, flags):
-        """The stored summary if `path` exists and was made with exactly these flags."""
+        """The stored summary if `path` exists and was made with exactly these flags from the student
+        checkpoint as it is now (a retrained zoo model makes its runs again)."""
         try:
             with open(path) as f:
                 summary = json.load(f)
         except (OSError, ValueError):
             return None
-        return summary if summary.get('flags') == flags else None
+        return summary if summary.get('flags') == flags and same_student(summary) else None
+
+
+def same_student(summary):
+    """Whether the student checkpoint a main.py summary records is still the one at its path."""
+    record = summary.get('student_checkpoint')
+    if record is None:  # a train_badnet.py run: its flags say everything
+        return True
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), record['path'])
+    try:
+        ckpt = load_checkpoint(path)
+    except UserError:
+        return False
+    return all(ckpt.get(key) == record[key] for key in ('epoch', 'acc', 'asr'))
 
 
 # --- Table 1 ---------------------------------------------------------------------------------------------

@@ -68,3 +68,18 @@ def test_only_the_full_default_grid_is_named_table1():
     assert name('--defenses', 'nad', 'finetune', '--seeds', '0', '1', '2') == 'table1_nad-finetune_seeds0-1-2'
     assert name('--mcr_epochs', '100') == 'table1_mcr100' and name('--mcr_epochs', '100', '--defenses', 'nad') == \
         'table1_nad'
+
+
+def test_a_retrained_student_makes_its_runs_again(tmp_path):
+    import torch
+    from reproduce import same_student
+    from utils.checkpoint import save_checkpoint
+    path = tmp_path / 'student.pth.tar'
+    save_checkpoint(str(path), torch.nn.Linear(1, 1), 'WRN-16-1', 10, epoch=4, acc=84.7, asr=0.63)
+    summary = {'student_checkpoint': {'path': str(path), 'epoch': 4, 'acc': 84.7, 'asr': 0.63}}
+    assert same_student(summary)
+    save_checkpoint(str(path), torch.nn.Linear(1, 1), 'WRN-16-1', 10, epoch=8, acc=84.5, asr=97.1)  # retrained
+    assert not same_student(summary)
+    path.unlink()
+    assert not same_student(summary)
+    assert same_student({'final': {'acc': 80.0}})          # train_badnet.py runs are judged by their flags
