@@ -68,14 +68,17 @@ def warn_if_other_attack(args, s_ckpt):
               f"(pass --attack {made.get('attack') or '...'} or those flags)", flush=True)
 
 
-def recorded_before(args, s_ckpt):
-    """With --eval_every 0 the 'before' row is the student checkpoint's own record (same test set, same
-    trigger), when it has one; None means: measure it."""
+def known_before(args, method, s_ckpt):
+    """The 'before' row when it needs no test pass, and where it comes from; (None, 'measured') means:
+    measure it. With --eval_every 0 it is the student checkpoint's own record (same test set, same
+    trigger), when it has one; a teacher trained from scratch starts from a fresh initialisation."""
+    if method == 'teacher' and args.teacher_from_scratch:
+        return {'acc': None, 'asr': None}, 'not measured (fresh initialisation)'
     if args.eval_every or args.make_teacher or made_with_other_attack(args, s_ckpt):
-        return None
+        return None, 'measured'
     if not isinstance(s_ckpt.get('acc'), (int, float)) or not isinstance(s_ckpt.get('asr'), (int, float)):
-        return None
-    return {'acc': float(s_ckpt['acc']), 'asr': float(s_ckpt['asr'])}
+        return None, 'measured'
+    return {'acc': float(s_ckpt['acc']), 'asr': float(s_ckpt['asr'])}, 'student checkpoint record'
 
 
 def build_loss(method, args, teacher, device):
@@ -169,10 +172,7 @@ def main():
           f'{distills}, cutout {args.cutout_length}', flush=True)
 
     total = Timer()
-    before = recorded_before(args, s_ckpt)
-    before_source = 'student checkpoint record' if before else 'measured'
-    if method == 'teacher' and args.teacher_from_scratch:  # a fresh initialisation: nothing worth a test pass
-        before, before_source = {'acc': None, 'asr': None}, 'not measured (fresh initialisation)'
+    before, before_source = known_before(args, method, s_ckpt)
     before = before or evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
     before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),

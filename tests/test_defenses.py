@@ -173,3 +173,16 @@ def test_results_are_filed_under_the_method_that_ran():
     assert method_of(nad()) == 'nad' and method_of(nad('--defense', 'finetune')) == 'finetune'
     assert method_of(nad('--beta1', '0', '--beta2', '0', '--beta3', '0')) == 'finetune'
     assert method_of(nad('--make_teacher')) == 'teacher' and method_of(nad('--defense', 'argd')) == 'argd'
+
+
+def test_the_before_row_comes_from_the_record_only_when_it_is_the_same_measurement():
+    from main import known_before
+    record = {'acc': 84.47, 'asr': 99.96, 'config': {'trigger_type': 'gridTrigger', 'target_type': 'all2one',
+                                                     'target_label': 5, 'trigger_alpha': None}}
+    fast = nad('--eval_every', '0')
+    assert known_before(fast, 'nad', record) == ({'acc': 84.47, 'asr': 99.96}, 'student checkpoint record')
+    assert known_before(nad(), 'nad', record) == (None, 'measured')                       # evaluated every epoch
+    assert known_before(nad('--eval_every', '0', '--trigger_type', 'squareTrigger'), 'nad', record)[0] is None
+    assert known_before(fast, 'nad', {'state_dict': {}}) == (None, 'measured')             # nothing recorded
+    scratch = nad('--make_teacher', '--teacher_from_scratch')
+    assert known_before(scratch, 'teacher', record) == ({'acc': None, 'asr': None}, 'not measured (fresh initialisation)')
