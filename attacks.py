@@ -2,7 +2,7 @@
 
 - `pgd_perturbation`: the clean-label attack (Turner et al. 2019). The poisoned target-class images are
   first pushed away from their class by PGD within an L-inf ball, so the model cannot fit them by
-  their content and learns the grid trigger instead; their labels stay correct.
+  their content and learns the (four-corner) grid trigger instead; their labels stay correct.
 - `reverse_engineer_trojan`: the Trojan attack (TrojanNN, Liu et al. 2018). Pick the penultimate
   neuron most strongly connected to the last fully connected layer and optimise the 3x3 patch at rows
   and cols 25..27 to drive that neuron high. `make_trojan_trigger.py` saves the patch for the

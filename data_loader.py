@@ -342,13 +342,14 @@ def get_trigger(name, alpha=None):
 # Attacks: the paper's Table 3 (target label 0) and the attacks of its analyses, as named presets of
 # trigger, target type and inject rate. The inject rate is a fraction of the whole training set for
 # every attack; the clean-label attacks draw those images from the target class only (0.08 of 50,000
-# = 4,000 of its 5,000 images). 'cl' also perturbs its poisoned images with PGD first (train_badnet.py).
+# = 4,000 of its 5,000 images). 'cl' also perturbs its poisoned images with PGD first (train_badnet.py), and
+# puts the grid at all four corners, as Turner et al. do so that the trigger survives horizontal flips.
 # ---------------------------------------------------------------------------------------------------
 ATTACKS = {
     'badnets':  {'trigger_type': 'gridTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
     'trojan':   {'trigger_type': 'trojanNNTrigger', 'target_type': 'all2one', 'inject_portion': 0.05},
     'blend':    {'trigger_type': 'randomPixelTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
-    'cl':       {'trigger_type': 'gridTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
+    'cl':       {'trigger_type': 'fourCornerTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
     'sig':      {'trigger_type': 'sigTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
     'refool':   {'trigger_type': 'refoolTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
     'all2all':  {'trigger_type': 'gridTrigger', 'target_type': 'all2all', 'inject_portion': 0.10},

@@ -3,8 +3,8 @@
 # from it, then for each of the paper's six Table 3 attacks a backdoored WRN-16-1 (weight/s_net/) and its
 # fine-tuned teacher (weight/t_net/). Resumable: a model that exists is not made again.
 # Compute (2-core CPU, float32): badnets, trojan, blend, cl and refool start from the clean model and
-# train 3 epochs (cl, refool: 4) on their poisoned set; sig trains from scratch for 8 epochs. The paper
-# trains every model from scratch for longer. cl and refool fail to implant a backdoor either way here
+# train 3 epochs (cl: 8, refool: 4) on their poisoned set; sig trains from scratch for 8 epochs. The paper
+# trains every model from scratch for longer. cl, sig and refool stay below the 95% ASR target here
 # (README, "The zoo"). Logs: logs/.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,7 +23,8 @@ step triggers/trojan_WRN-16-1.pt trojan_trigger python make_trojan_trigger.py
 for attack in ${ATTACKS:-badnets trojan blend cl sig refool}; do
     case $attack in
         sig) how="--epochs 8 --seed 0" ;;   # from scratch
-        cl|refool) how="--epochs 4 $INJECT" ;;
+        cl) how="--epochs 8 $INJECT" ;;
+        refool) how="--epochs 4 $INJECT" ;;
         *) how="--epochs 3 $INJECT" ;;
     esac
     step weight/s_net/WRN-16-1-$attack.pth.tar $attack python train_badnet.py --attack $attack $how

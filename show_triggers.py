@@ -40,7 +40,7 @@ def main():
         from models import select_model
         model = select_model('WRN-16-1', 10, args.pgd_model)[0]
         adv = attacks.pgd(model, clean, y[args.images], cl.pgd_eps, cl.pgd_steps, cl.pgd_step_size, torch.device('cpu'))
-        rows.insert(5, ('CL (poisoned train)', dl.grid_trigger(adv)))
+        rows.insert(5, ('CL (poisoned train)', dl.get_trigger(cl.trigger_type)(adv)))
 
     # One column per attack, one row per image.
     fig, axes = pyplot().subplots(len(args.images), len(rows), figsize=(1.05 * len(rows), 1.15 * len(args.images) + 0.5))
