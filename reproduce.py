@@ -8,9 +8,10 @@
 Every run is one `python main.py ...` process (the command is printed first), filed as
 results/grid/<name>.json and .csv with the config that made it. A run whose JSON exists with the same
 settings and the same student checkpoint is skipped, so an interrupted grid resumes where it stopped;
-change a setting or retrain a zoo model and the runs it touches are made again. Table 1 goes to results/table1.csv and results/table1.md, our numbers next to
-the paper's, averaged over --seeds (mean and standard deviation); a grid with other attacks, defenses,
-seeds or epochs is written under a name that says so (table_name), never over the full table.
+change a setting or retrain a zoo model and the runs it touches are made again. Table 1 goes to
+results/table1.csv and results/table1.md, our numbers next to the paper's, averaged over --seeds (mean
+and standard deviation); a grid with other attacks, defenses, seeds or epochs is written under a name
+that says so (table_name), never over the full table.
 
 Compute: every run evaluates on the full test sets only after its last epoch (main.py --eval_every 0)
 and takes its 'before' numbers from the zoo checkpoint's record; MCR trains its curve for --mcr_epochs
