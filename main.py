@@ -173,7 +173,8 @@ def main():
 
     total = Timer()
     before, before_source = known_before(args, method, s_ckpt)
-    before = before or evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
+    if before is None:
+        before = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
     before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)

@@ -33,6 +33,8 @@ from utils import UserError
 from utils.checkpoint import atomic_write, load_checkpoint, write_csv, write_json
 from utils.cli import run
 
+# main.py runs here, and the checkpoint paths its summaries record are relative to this folder.
+ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFENSES = ('finetune', 'fineprune', 'mcr', 'nad', 'argd')
 NAMES = {'before': 'Before', 'finetune': 'Fine-tuning', 'fineprune': 'Fine-pruning', 'mcr': 'MCR (t=0.3)',
          'nad': 'NAD', 'argd': 'ARGD'}
@@ -119,7 +121,7 @@ class Runner:
         if self.args.dry_run:
             return None
         start = time.perf_counter()
-        done = subprocess.run(command, cwd=os.path.dirname(os.path.abspath(__file__)), stdout=subprocess.PIPE,
+        done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
         wall = time.perf_counter() - start
         if done.returncode:
@@ -153,7 +155,7 @@ def same_student(summary):
     record = summary.get('student_checkpoint')
     if record is None:  # a train_badnet.py run: its flags say everything
         return True
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), record['path'])
+    path = os.path.join(ROOT, record['path'])
     try:
         ckpt = load_checkpoint(path)
     except UserError:
