@@ -343,7 +343,8 @@ def get_trigger(name, alpha=None):
 # trigger, target type and inject rate. The inject rate is a fraction of the whole training set for
 # every attack; the clean-label attacks draw those images from the target class only (0.08 of 50,000
 # = 4,000 of its 5,000 images). 'cl' also perturbs its poisoned images with PGD first (train_badnet.py), and
-# puts the grid at all four corners, as Turner et al. do so that the trigger survives horizontal flips.
+# puts the grid at all four corners, as Turner et al. do so that the trigger survives horizontal flips
+# (nearly: in the original layout a flipped grid lands one pixel off, README "Attacks and model zoo").
 # ---------------------------------------------------------------------------------------------------
 ATTACKS = {
     'badnets':  {'trigger_type': 'gridTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
