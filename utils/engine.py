@@ -25,7 +25,9 @@ def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc=
     model.train()
     # float16 (CUDA without bfloat16) needs loss scaling; bfloat16 and float32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    total, count = 0.0, 0
+    # The running loss stays on the device and is read back only every 50 steps: a read per step would
+    # make the host wait for the GPU after every batch instead of queueing the next one.
+    total, count = torch.zeros((), device=device), 0
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
     for step, (x, y) in enumerate(bar):
         if lr_at is not None:
@@ -36,10 +38,11 @@ def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc=
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total += loss.item() * len(y)
+        total += loss.detach().float() * len(y)
         count += len(y)
-        bar.set_postfix(loss=f'{total / count:.4f}', refresh=False)
-    return total / max(count, 1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f'{total.item() / count:.4f}', refresh=False)
+    return total.item() / max(count, 1)
 
 
 @torch.inference_mode()

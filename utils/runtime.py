@@ -12,13 +12,17 @@ from utils import UserError
 
 def resolve_device(name='auto'):
     if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
     try:
         device = torch.device(name)
     except RuntimeError as e:
         raise UserError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from e
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise UserError(f"device '{name}' was asked for but CUDA is not available (use --device cpu)")
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True     # fixed input shapes: let cuDNN pick its fastest kernels
+        torch.backends.cudnn.allow_tf32 = False   # float32 means float32 (training runs under autocast anyway),
+        torch.backends.cuda.matmul.allow_tf32 = False  # so float32 evaluations match the CPU's
     return device
 
 
