@@ -1,0 +1,36 @@
+"""zoo_sweep.py's plan and its pick rule (no training: the rule is what decides which model ships)."""
+from types import SimpleNamespace
+
+import zoo_sweep
+
+
+def args(**kw):
+    return SimpleNamespace(**{'attacks': ['badnets', 'cl', 'sig'], 'seed': 3, 'device': 'cpu', 'out': 'w',
+                              'results': 'r', **kw})
+
+
+def test_variants_interleave_attacks_clean_label_first():
+    names = [name for name, _, _ in zoo_sweep.variants(args())]
+    assert names[:3] == ['WRN-16-1-cl-15ep-seed3', 'WRN-16-1-sig-15ep-seed3', 'WRN-16-1-badnets-15ep-seed3']
+    assert len(names) == len(zoo_sweep.EPOCHS['cl']) + len(zoo_sweep.EPOCHS['sig']) + len(zoo_sweep.EPOCHS['badnets'])
+    _, attack, flags = zoo_sweep.variants(args())[0]
+    assert attack == 'cl' and flags[flags.index('--seed') + 1] == 3 and '--init' not in flags   # from scratch
+    assert flags[flags.index('--output') + 1] == 'w/WRN-16-1-cl-15ep-seed3.pth.tar'
+
+
+def row(name, acc, asr, attack='trojan', status='done'):
+    paper = zoo_sweep.PAPER_ACC[attack]
+    return {'name': name, 'attack': attack, 'acc': acc, 'asr': asr, 'paper_acc': paper, 'status': status,
+            'meets_target': asr >= zoo_sweep.TARGET_ASR and abs(acc - paper) <= zoo_sweep.ACC_BAND}
+
+
+def test_pick_prefers_the_target_then_the_acc_band_then_asr():
+    # The target beats a higher ASR outside the ACC band.
+    assert zoo_sweep.pick([row('a', 90.0, 100.0), row('b', 83.0, 96.0)])['name'] == 'b'
+    # None meets it: the highest ASR within the band beats a higher one outside it.
+    assert zoo_sweep.pick([row('a', 90.0, 99.0), row('b', 83.0, 60.0), row('c', 82.0, 50.0)])['name'] == 'b'
+    # None within the band: the highest ASR.
+    assert zoo_sweep.pick([row('a', 90.0, 99.0), row('b', 89.0, 99.5)])['name'] == 'b'
+    # Unfinished variants never ship; with none finished there is no pick.
+    assert zoo_sweep.pick([row('a', 83.0, 99.0, status='stopped'), row('b', 90.0, 50.0)])['name'] == 'b'
+    assert zoo_sweep.pick([row('a', 83.0, 99.0, status='stopped')]) is None
