@@ -41,7 +41,9 @@ TEACHER_EPOCHS, TEACHER_SCHEDULE = 10, (6, 8)
 
 
 def report(args, name, rows):
-    """Write rows to results/<name>.csv and print them as a small table."""
+    """Write rows to results/<name>.csv and print them as a small table (--dry_run: neither)."""
+    if args.dry_run:  # the rows hold only the runs already stored: writing them would clobber a full result
+        return
     write_csv(os.path.join(args.results, f'{name}.csv'), rows)
     print(f'{name}:')
     for r in rows:
@@ -144,6 +146,8 @@ def ratio(args, runner):
 def line_plot(args, name, rows, x_key, x_label, log_x=False, title=None):
     """CSV of rows, and ACC / ASR against x_key, one line per method (seeds averaged)."""
     report(args, name, rows)
+    if args.dry_run:
+        return
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3), layout='constrained')
     for ax, metric in zip(axes, ('acc', 'asr')):

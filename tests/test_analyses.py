@@ -24,12 +24,20 @@ class FakeRunner:
 
 def arguments(tmp_path, **kw):
     return SimpleNamespace(**{'analysis_attack': 'badnets', 'seeds': [0], 'results': str(tmp_path),
-                              'models': str(tmp_path), 'acc_threshold': 80.0, 'attacks': ['badnets'], **kw})
+                              'models': str(tmp_path), 'acc_threshold': 80.0, 'attacks': ['badnets'],
+                              'dry_run': False, **kw})
 
 
 def rows(path):
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def test_dry_run_writes_no_result_file(tmp_path):
+    # A dry run's rows hold only the runs already stored; written, they would replace a full table.
+    analyses.ratio(arguments(tmp_path, dry_run=True), FakeRunner())
+    analyses.attention_fns(arguments(tmp_path, dry_run=True), FakeRunner())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ratio_gives_nad_the_teacher_fine_tuned_on_the_same_fraction(tmp_path):
