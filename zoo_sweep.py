@@ -156,8 +156,9 @@ def main():
         print(f"{attack}: pick {best['name']} (ACC {best['acc']:.2f}, ASR {best['asr']:.2f}, "
               f"target {'met' if best['meets_target'] else 'missed'})")
         if args.install:
-            source = os.path.join(ROOT, args.out, f"{best['name']}.pth.tar")
-            atomic_write(os.path.join(ROOT, zoo_paths(attack)[0]), lambda f: f.write(open(source, 'rb').read()))
+            with open(os.path.join(ROOT, args.out, f"{best['name']}.pth.tar"), 'rb') as f:
+                weights = f.read()
+            atomic_write(os.path.join(ROOT, zoo_paths(attack)[0]), lambda f: f.write(weights))
             print(f'  installed as {zoo_paths(attack)[0]}')
 
 
