@@ -80,7 +80,7 @@ def attention(args, runner):
     attack, seed = args.analysis_attack, args.seeds[0]
     models = {'before': zoo_paths(attack)[0]}
     for defense in args.defenses:
-        summary = runner.defense(attack, defense, seed)
+        summary = runner.defense(attack, defense, seed, need_model=True)
         if summary:
             models[defense] = summary['checkpoint']
     if args.dry_run:

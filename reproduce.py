@@ -91,15 +91,18 @@ class Runner:
         self.args, self.grid = args, os.path.join(args.results, 'grid')
         self.made, self.skipped, self.seconds = 0, 0, 0.0
 
-    def __call__(self, name, flags):
-        """`python main.py FLAGS` as result `name`; returns its JSON summary (None on --dry_run)."""
+    def __call__(self, name, flags, need_model=False):
+        """`python main.py FLAGS` as result `name`; returns its JSON summary (None on --dry_run). With
+        need_model, a stored run counts only if its erased model is still on disk (the attention maps
+        load it; a grid made on another machine brings its JSON files, not its models)."""
         flags = self.common(flags) + ['--run_name', name, '--checkpoint_root', os.path.join(self.args.models, name)]
-        return self.run('main.py', name, flags, os.path.join(self.grid, f'{name}.json'))
+        return self.run('main.py', name, flags, os.path.join(self.grid, f'{name}.json'), need_model)
 
-    def defense(self, attack, defense, seed):
+    def defense(self, attack, defense, seed, need_model=False):
         """A Table 1 run: `defense` on the zoo's `attack` model (shared by the analyses that need one)."""
         return self(f'{attack}_{defense}_seed{seed}',
-                    ['--attack', attack, '--seed', seed, '--eval_every', 0, *defense_flags(defense, self.args)])
+                    ['--attack', attack, '--seed', seed, '--eval_every', 0, *defense_flags(defense, self.args)],
+                    need_model)
 
     def train(self, name, flags):
         """`python train_badnet.py FLAGS` (FLAGS must name --output <dir>/<name>.pth.tar)."""
@@ -111,8 +114,11 @@ class Runner:
             flags += ['--epochs', str(self.args.epochs)]
         return flags + ['--device', self.args.device, '--log_root', self.grid]
 
-    def run(self, script, name, flags, path):
+    def run(self, script, name, flags, path, need_model=False):
         summary = self.load_if_same(path, flags)
+        if summary is not None and need_model and not os.path.isfile(os.path.join(ROOT, summary['checkpoint'])):
+            print(f'  {name}: stored, but its model {summary["checkpoint"]} is not here: running it again', flush=True)
+            summary = None
         if summary is not None:
             self.skipped += 1
             return summary

@@ -18,7 +18,7 @@ class FakeRunner:
         return {'before': {'acc': 85.0, 'asr': 100.0}, 'after': {'acc': self.acc(name), 'asr': 5.0},
                 'checkpoint': f'/erased/{name}.tar'}
 
-    def defense(self, attack, defense, seed):
+    def defense(self, attack, defense, seed, need_model=False):
         return self(f'{attack}_{defense}_seed{seed}', [])
 
 

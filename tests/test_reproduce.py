@@ -83,3 +83,20 @@ def test_a_retrained_student_makes_its_runs_again(tmp_path):
     path.unlink()
     assert not same_student(summary)
     assert same_student({'final': {'acc': 80.0}})          # train_badnet.py runs are judged by their flags
+
+
+def test_a_stored_run_whose_model_is_gone_runs_again_only_when_the_model_is_needed(tmp_path, capsys):
+    import json
+    from reproduce import Runner, get_arguments
+    args = get_arguments().parse_args(['--results', str(tmp_path), '--models', str(tmp_path / 'm'), '--dry_run'])
+    runner = Runner(args)
+    flags = runner.common(['--attack', 'badnets', '--seed', 0, '--eval_every', 0, '--defense', 'nad'])
+    flags += ['--run_name', 'badnets_nad_seed0', '--checkpoint_root', str(tmp_path / 'm' / 'badnets_nad_seed0')]
+    (tmp_path / 'grid').mkdir()
+    stored = {'flags': flags, 'after': {'acc': 83.0, 'asr': 2.5}, 'checkpoint': str(tmp_path / 'gone.tar')}
+    (tmp_path / 'grid' / 'badnets_nad_seed0.json').write_text(json.dumps(stored))
+    assert runner.defense('badnets', 'nad', 0)['after']['asr'] == 2.5      # Table 1 needs only the numbers
+    assert runner.defense('badnets', 'nad', 0, need_model=True) is None    # --dry_run: planned, not reused
+    assert 'is not here: running it again' in capsys.readouterr().out
+    (tmp_path / 'gone.tar').write_bytes(b'')
+    assert runner.defense('badnets', 'nad', 0, need_model=True)['after']['asr'] == 2.5
