@@ -144,9 +144,9 @@ def get_badnet_arguments():
     p.add_argument('--adv_eps', type=float, default=0.0,
                    help='adversarial training (FGSM with random start) at this L-inf eps on [0, 1] pixels, e.g. '
                         '8/255 = 0.0314, to make a robust model for --pgd_model, as Turner et al. do (0: off)')
-    g.add_argument('--pgd_model', default='./weight/clean/WRN-16-1-clean.pth.tar',
-                   help='the model the PGD perturbations are computed against (the zoo: the clean model; a robust '
-                        'one from --adv_eps is what Turner et al. use, see README)')
+    g.add_argument('--pgd_model', default='./weight/clean/WRN-16-1-robust.pth.tar',
+                   help='the model the PGD perturbations are computed against: a robust one, made with --adv_eps, as '
+                        'Turner et al. do (see README; against the clean model the backdoor stays weak)')
     g.add_argument('--pgd_eps', type=float, default=0.15, help='L-inf bound on [0, 1] pixels (the paper: 0.15)')
     g.add_argument('--pgd_steps', type=int, default=10)
     g.add_argument('--pgd_step_size', type=float, default=None, help='default: 2.5 * eps / steps (Madry et al.)')

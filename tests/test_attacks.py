@@ -148,9 +148,9 @@ def test_fgsm_adversarial_loss_is_plain_ce_at_eps_zero_and_larger_above():
     assert model.fc.weight.grad.abs().sum() > 0                   # and the model trains on it
 
 
-def test_cl_attack_runs_its_pgd_against_the_clean_model_and_adv_eps_is_checked():
+def test_cl_attack_runs_its_pgd_against_the_robust_model_and_adv_eps_is_checked():
     args = config.parse(config.get_badnet_arguments(), ['--attack', 'cl'])
-    assert args.pgd_model.endswith('weight/clean/WRN-16-1-clean.pth.tar') and args.pgd_eps == 0.15
+    assert args.pgd_model.endswith('weight/clean/WRN-16-1-robust.pth.tar') and args.pgd_eps == 0.15
     assert args.adv_eps == 0.0
     with pytest.raises(UserError, match='adv_eps'):
         config.parse(config.get_badnet_arguments(), ['--adv_eps', '1.5'])
