@@ -8,7 +8,7 @@ Each variant is one `python train_badnet.py --attack A --epochs E --seed S` proc
 with the defaults (lr 0.1, batch 128, crop + flip), saved as weight/sweep/<name>.pth.tar, its per-epoch
 CSV and JSON in results/sweep/ and its output in logs/sweep/<name>.log. A variant whose checkpoint holds
 its last epoch is not trained again. results/sweep/summary.csv lists every variant's final ACC and ASR
-(measured in float32) next to the paper's Table 3.
+(measured in float32) next to the paper's Table 3 (rows of variants outside this sweep are kept).
 
 The pick per attack (the issue's target): among the variants with ASR >= 95% and ACC within 3 points
 of the paper's, the one with the highest ASR; if none meets both, the one with the highest ASR among
@@ -19,6 +19,7 @@ choice of model here, not a defense's: every variant's numbers are reported, pic
 starts after the first, and variants still running at the second are stopped and reported unfinished.
 """
 import argparse
+import csv
 import os
 import subprocess
 import sys
@@ -36,7 +37,7 @@ TARGET_ASR, ACC_BAND = 95.0, 3.0
 # Epochs tried per attack, in the order they are started (the clean-label attacks, whose backdoor
 # strength depends most on the schedule, get the widest range).
 EPOCHS = {'cl': (15, 10, 20, 30, 40), 'sig': (15, 10, 20, 30, 40), 'refool': (15, 10, 20, 30, 40),
-          'badnets': (15, 10, 20), 'trojan': (10, 15, 20), 'blend': (15, 10, 20)}
+          'badnets': (15, 10, 20), 'trojan': (10, 15, 20, 8), 'blend': (15, 10, 20)}
 
 
 def get_arguments():
@@ -120,7 +121,12 @@ def summarise(args, all_variants, status):
                        train_seconds=round(ckpt.get('train_seconds', 0)))
             row['meets_target'] = ckpt['asr'] >= TARGET_ASR and abs(ckpt['acc'] - PAPER_ACC[attack]) <= ACC_BAND
         rows.append(row)
-    write_csv(os.path.join(ROOT, args.results, 'summary.csv'), rows)
+    path = os.path.join(ROOT, args.results, 'summary.csv')
+    kept, names = [], {r['name'] for r in rows}  # rows of variants not in this sweep stay
+    if os.path.isfile(path):
+        with open(path) as f:
+            kept = [r for r in csv.DictReader(f) if r['name'] not in names]
+    write_csv(path, kept + rows)
     return rows
 
 

@@ -34,3 +34,18 @@ def test_pick_prefers_the_target_then_the_acc_band_then_asr():
     # Unfinished variants never ship; with none finished there is no pick.
     assert zoo_sweep.pick([row('a', 83.0, 99.0, status='stopped'), row('b', 90.0, 50.0)])['name'] == 'b'
     assert zoo_sweep.pick([row('a', 83.0, 99.0, status='stopped')]) is None
+
+
+def test_summary_keeps_the_rows_of_variants_outside_this_sweep(tmp_path, monkeypatch):
+    import csv
+    monkeypatch.setattr(zoo_sweep, 'ROOT', str(tmp_path))
+    a = args(attacks=['sig'], out='w', results='r')
+    (tmp_path / 'r').mkdir()
+    (tmp_path / 'r' / 'summary.csv').write_text('name,attack,status\nWRN-16-1-cl-old,cl,done\nWRN-16-1-sig-15ep-seed3,sig,done\n')
+    variants = zoo_sweep.variants(a)
+    zoo_sweep.summarise(a, variants, {name: 'not started' for name, _, _ in variants})
+    with open(tmp_path / 'r' / 'summary.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['name'] for r in rows][0] == 'WRN-16-1-cl-old'                        # kept
+    assert sum(r['name'] == 'WRN-16-1-sig-15ep-seed3' for r in rows) == 1            # replaced, not doubled
+    assert {r['status'] for r in rows if r['attack'] == 'sig'} == {'not started'}
