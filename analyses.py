@@ -231,11 +231,13 @@ def teachers(args, runner):
 
 # --- Fig. 10 and Table 9: all-to-all and adaptive attacks ---------------------------------------------------
 
+BACKDOOR_EPOCHS = 15  # as long as the zoo's BadNets model
+
+
 def backdoored_model(runner, name, attack_flags, args):
-    """Train (once) a backdoored WRN-16-1 the zoo's way: the clean model trained 3 epochs on the poisoned set."""
+    """Train (once) a backdoored WRN-16-1 the zoo's way: from scratch, train_badnet.py's defaults, 15 epochs."""
     path = os.path.join(args.models, 'backdoored', f'{name}.pth.tar')
-    runner.train(name, ['--init', zoo_paths('clean')[0], '--epochs', 3, '--lr', 0.05, '--warmup_epochs', 0.2,
-                        '--seed', 0, '--output', path, *attack_flags])
+    runner.train(name, ['--epochs', BACKDOOR_EPOCHS, '--seed', 0, '--output', path, *attack_flags])
     return path
 
 

@@ -86,3 +86,12 @@ def test_nad_beta_reuses_table1_and_the_beta_sweeps_runs(tmp_path):
     assert names == ['badnets_finetune_seed0', 'badnets_nad_seed0', 'beta_badnets_b5000_seed0',
                      'sig_finetune_seed0', 'sig_nad_seed0', 'beta_sig_b5000_seed0']
     assert [r['attack'] for r in rows(tmp_path / 'nad_beta5000.csv')] == ['badnets', 'sig']
+
+
+def test_all2all_trains_its_model_from_scratch_the_zoos_way(tmp_path):
+    runner = FakeRunner()
+    runner.train = lambda name, flags: runner.runs.append((f'train {name}', [str(f) for f in flags]))
+    analyses.all2all(arguments(tmp_path), runner)
+    flags = dict(runner.runs)['train all2all']
+    assert '--init' not in flags and flags[flags.index('--epochs') + 1] == str(analyses.BACKDOOR_EPOCHS)
+    assert [name for name, _ in runner.runs][1:] == ['all2all_seed0_teacher', 'all2all_seed0_finetune', 'all2all_seed0_nad']
