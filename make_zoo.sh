@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p logs
 CLEAN=weight/clean/WRN-16-1-clean.pth.tar
+ROBUST=weight/clean/WRN-16-1-robust.pth.tar   # the cl attack's --pgd_model (its default)
 
 step() {  # step OUTPUT LOG COMMAND...: run COMMAND unless OUTPUT exists
     local out=$1 log=$2; shift 2
@@ -21,8 +22,7 @@ step() {  # step OUTPUT LOG COMMAND...: run COMMAND unless OUTPUT exists
 
 step $CLEAN clean python train_badnet.py --attack clean --epochs 10 --seed 0
 step triggers/trojan_WRN-16-1.pt trojan_trigger python make_trojan_trigger.py
-step weight/clean/WRN-16-1-robust.pth.tar robust python train_badnet.py --attack clean --adv_eps 0.0314 --epochs 5 --seed 0 \
-    --output weight/clean/WRN-16-1-robust.pth.tar
+step $ROBUST robust python train_badnet.py --attack clean --adv_eps 0.0314 --epochs 5 --seed 0 --output $ROBUST
 for attack in ${ATTACKS:-badnets trojan blend cl sig refool}; do
     case $attack in
         trojan) epochs=8 ;;

@@ -19,6 +19,7 @@ choice of model here, not a defense's: every variant's numbers are reported, pic
 starts after the first, and variants still running at the second are stopped and reported unfinished.
 """
 import argparse
+import collections
 import csv
 import os
 import subprocess
@@ -27,12 +28,13 @@ import time
 
 from config import zoo_paths
 from data_loader import TABLE3
+from reproduce import PAPER
 from utils import UserError
 from utils.checkpoint import atomic_write, load_checkpoint, write_csv
 from utils.cli import run
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-PAPER_ACC = {'badnets': 85.65, 'trojan': 81.24, 'blend': 84.95, 'cl': 82.43, 'sig': 84.36, 'refool': 82.38}
+PAPER_ACC = {attack: PAPER[attack]['before'][1] for attack in TABLE3}  # Table 3's ACC, as Table 1 prints it
 TARGET_ASR, ACC_BAND = 95.0, 3.0
 # Epochs tried per attack, in the order they are started (the clean-label attacks, whose backdoor
 # strength depends most on the schedule, get the widest range).
@@ -57,21 +59,29 @@ def get_arguments():
     return p
 
 
+Variant = collections.namedtuple('Variant', 'name attack epochs path flags')  # path: its checkpoint
+
+
 def variants(args):
-    """(name, attack, train_badnet.py flags) for every variant, interleaved across attacks by priority."""
+    """Every Variant, interleaved across attacks by priority."""
     queues = [[(a, e) for e in EPOCHS[a]] for a in EPOCHS if a in args.attacks]
     order = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
-    return [(f'WRN-16-1-{a}-{e}ep-seed{args.seed}', a,
-             ['--attack', a, '--epochs', e, '--seed', args.seed, '--device', args.device,
-              '--output', os.path.join(args.out, f'WRN-16-1-{a}-{e}ep-seed{args.seed}.pth.tar'),
-              '--log_root', args.results]) for a, e in order]
+    out = []
+    for a, e in order:
+        name = f'WRN-16-1-{a}-{e}ep-seed{args.seed}'
+        path = os.path.join(args.out, f'{name}.pth.tar')
+        out.append(Variant(name, a, e, path, ['--attack', a, '--epochs', e, '--seed', args.seed, '--device',
+                                              args.device, '--output', path, '--log_root', args.results]))
+    return out
 
 
-def finished(path, epochs):
+def final_checkpoint(variant):
+    """The variant's checkpoint if it holds its last epoch (a finished run), else None."""
     try:
-        return load_checkpoint(path).get('epoch') == epochs
+        ckpt = load_checkpoint(os.path.join(ROOT, variant.path))
     except UserError:
-        return False
+        return None
+    return ckpt if ckpt.get('epoch') == variant.epochs else None
 
 
 def train_all(args, todo):
@@ -83,7 +93,8 @@ def train_all(args, todo):
     while queue or running:
         elapsed = time.perf_counter() - start
         while queue and len(running) < args.jobs:
-            name, _, flags = queue.pop(0)
+            variant = queue.pop(0)
+            name, flags = variant.name, variant.flags
             if args.launch_deadline is not None and elapsed > args.launch_deadline:
                 status[name] = 'not started'
                 continue
@@ -108,18 +119,16 @@ def train_all(args, todo):
 
 def summarise(args, all_variants, status):
     rows = []
-    for name, attack, flags in all_variants:
-        path = os.path.join(ROOT, args.out, f'{name}.pth.tar')
-        epochs = int(flags[flags.index('--epochs') + 1])
-        row = {'name': name, 'attack': attack, 'epochs': epochs, 'seed': args.seed,
-               'status': status.get(name, 'done' if finished(path, epochs) else 'not started'),
-               'acc': None, 'asr': None, 'paper_acc': PAPER_ACC[attack], 'meets_target': False,
+    for v in all_variants:
+        ckpt = final_checkpoint(v)
+        row = {'name': v.name, 'attack': v.attack, 'epochs': v.epochs, 'seed': args.seed,
+               'status': status.get(v.name, 'done' if ckpt else 'not started'),
+               'acc': None, 'asr': None, 'paper_acc': PAPER_ACC[v.attack], 'meets_target': False,
                'train_seconds': None, 'device': None}
         if row['status'] == 'done':
-            ckpt = load_checkpoint(path)
             row.update(acc=round(ckpt['acc'], 2), asr=round(ckpt['asr'], 2), device=ckpt.get('device'),
                        train_seconds=round(ckpt.get('train_seconds', 0)))
-            row['meets_target'] = ckpt['asr'] >= TARGET_ASR and abs(ckpt['acc'] - PAPER_ACC[attack]) <= ACC_BAND
+            row['meets_target'] = ckpt['asr'] >= TARGET_ASR and abs(ckpt['acc'] - PAPER_ACC[v.attack]) <= ACC_BAND
         rows.append(row)
     path = os.path.join(ROOT, args.results, 'summary.csv')
     kept, names = [], {r['name'] for r in rows}  # rows of variants not in this sweep stay
@@ -141,14 +150,14 @@ def pick(rows):
 def main():
     args = get_arguments().parse_args()
     all_variants = variants(args)
-    todo = [v for v in all_variants if not finished(os.path.join(ROOT, args.out, f'{v[0]}.pth.tar'),
-                                                     int(v[2][v[2].index('--epochs') + 1]))]
+    todo = [v for v in all_variants if final_checkpoint(v) is None]
     print(f'{len(all_variants)} variants, {len(todo)} to train, {args.jobs} at a time', flush=True)
     if args.dry_run:
-        for name, _, flags in todo:
-            print(f'$ python train_badnet.py {" ".join(map(str, flags))}')
+        for v in todo:
+            print(f'$ python train_badnet.py {" ".join(map(str, v.flags))}')
         return
     status = train_all(args, todo)
+    path_of = {v.name: v.path for v in all_variants}
     rows = summarise(args, all_variants, status)
     print(f"\n{'variant':34s} {'status':12s} {'ACC':>6s} {'ASR':>6s}  paper ACC  target")
     for r in rows:
@@ -162,7 +171,7 @@ def main():
         print(f"{attack}: pick {best['name']} (ACC {best['acc']:.2f}, ASR {best['asr']:.2f}, "
               f"target {'met' if best['meets_target'] else 'missed'})")
         if args.install:
-            with open(os.path.join(ROOT, args.out, f"{best['name']}.pth.tar"), 'rb') as f:
+            with open(os.path.join(ROOT, path_of[best['name']]), 'rb') as f:
                 weights = f.read()
             atomic_write(os.path.join(ROOT, zoo_paths(attack)[0]), lambda f: f.write(weights))
             print(f'  installed as {zoo_paths(attack)[0]}')

@@ -10,10 +10,10 @@ def args(**kw):
 
 
 def test_variants_interleave_attacks_clean_label_first():
-    names = [name for name, _, _ in zoo_sweep.variants(args())]
+    names = [v.name for v in zoo_sweep.variants(args())]
     assert names[:3] == ['WRN-16-1-cl-15ep-seed3', 'WRN-16-1-sig-15ep-seed3', 'WRN-16-1-badnets-15ep-seed3']
     assert len(names) == len(zoo_sweep.EPOCHS['cl']) + len(zoo_sweep.EPOCHS['sig']) + len(zoo_sweep.EPOCHS['badnets'])
-    _, attack, flags = zoo_sweep.variants(args())[0]
+    _, attack, _, _, flags = zoo_sweep.variants(args())[0]
     assert attack == 'cl' and flags[flags.index('--seed') + 1] == 3 and '--init' not in flags   # from scratch
     assert flags[flags.index('--output') + 1] == 'w/WRN-16-1-cl-15ep-seed3.pth.tar'
 
@@ -43,7 +43,7 @@ def test_summary_keeps_the_rows_of_variants_outside_this_sweep(tmp_path, monkeyp
     (tmp_path / 'r').mkdir()
     (tmp_path / 'r' / 'summary.csv').write_text('name,attack,status\nWRN-16-1-cl-old,cl,done\nWRN-16-1-sig-15ep-seed3,sig,done\n')
     variants = zoo_sweep.variants(a)
-    zoo_sweep.summarise(a, variants, {name: 'not started' for name, _, _ in variants})
+    zoo_sweep.summarise(a, variants, {v.name: 'not started' for v in variants})
     with open(tmp_path / 'r' / 'summary.csv') as f:
         rows = list(csv.DictReader(f))
     assert [r['name'] for r in rows][0] == 'WRN-16-1-cl-old'                        # kept
