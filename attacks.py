@@ -12,13 +12,16 @@
   clean-label attack's PGD against (`train_badnet.py --adv_eps`, then `--pgd_model`): against a robust
   model PGD changes what an image looks like, not only features a freshly trained model learns anyway,
   which is why Turner et al. use one.
+- `score_reflections`: Refool's adversarial selection of reflection images (Liu et al. 2020), one round:
+  each candidate reflection's success rate on a model poisoned with all candidates.
+  `make_refool_pool.py` keeps the best for the trigger registry (data_loader.refool_trigger).
 
 The trigger functions themselves are in data_loader.py (TRIGGERS); the named attacks in ATTACKS there.
 """
 import torch
 import torch.nn.functional as F
 
-from data_loader import TROJAN_AT, trojan_trigger
+from data_loader import TROJAN_AT, refool_trigger, trojan_trigger
 from models import select_model
 from utils.runtime import autocast
 
@@ -106,3 +109,17 @@ def reverse_engineer_trojan(model, images, steps=500, lr=0.1, neuron=None):
     return patch, {'neuron': neuron, 'activation_clean': float(clean[:, neuron].mean()), 'activation_with_patch': after,
                    'mean_activation_of_all_neurons': float(clean.mean()), 'steps': steps, 'lr': lr,
                    'images': len(x)}
+
+
+@torch.inference_mode()
+def score_reflections(model, images, candidates, target_label, device, amp_dtype=None):
+    """For each candidate reflection, the percentage of `images` (uint8, none of the target class) that
+    `model` assigns to `target_label` once that candidate alone is reflected into them."""
+    model.eval()
+    scores = []
+    for c in range(len(candidates)):
+        x = refool_trigger(images, candidates[c:c + 1], seed=c).to(device)
+        with autocast(device, amp_dtype):
+            pred = model(x.float().div_(255).contiguous(memory_format=torch.channels_last))[-1].argmax(1)
+        scores.append(100.0 * (pred == target_label).float().mean().item())
+    return torch.tensor(scores)

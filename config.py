@@ -170,6 +170,27 @@ def get_trojan_arguments():
     return p
 
 
+def get_refool_arguments():
+    """make_refool_pool.py: Refool's adversarial selection of the reflection images."""
+    p = argparse.ArgumentParser(description="Refool: keep the candidate reflections that trigger a model "
+                                            "poisoned with all of them best")
+    p.add_argument('--model', default='./weight/refool/WRN-16-1-refool-candidates.pth.tar',
+                   help="a model trained with --trigger_type refoolCandidatesTrigger (see make_zoo.sh)")
+    p.add_argument('--s_name', default='WRN-16-1')
+    p.add_argument('--output', default='./triggers/refool_WRN-16-1.pt')
+    p.add_argument('--keep', type=int, default=20, help='reflections kept, of the 200 candidates')
+    p.add_argument('--images', type=int, default=250,
+                   help='non-target training images each candidate is scored on (the attacker\'s data, not the test set)')
+    p.add_argument('--target_label', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--device', default='auto')
+    p.add_argument('--amp', default='auto', choices=['auto', 'on', 'off'])
+    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
+    p.add_argument('--data_root', default=None)
+    p.add_argument('--num_classes', type=int, default=10)
+    return p
+
+
 def zoo_paths(attack, arch='WRN-16-1'):
     """Where the zoo keeps an attack's backdoored model (student) and its fine-tuned teacher."""
     if attack == 'clean':
