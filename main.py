@@ -112,7 +112,9 @@ def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clea
         last = epoch == args.epochs - 1
         metrics = {'acc': None, 'asr': None}
         if last or (args.eval_every and (epoch + 1) % args.eval_every == 0):
-            metrics = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
+            # The last epoch is measured in float32, as train_badnet.py's is: it is what keep=last records,
+            # and bfloat16 inference moves a few test images across the decision boundary.
+            metrics = evaluate(student, clean_loader, backdoor_loader, device, None if last else amp_dtype)
         row = {'epoch': first_epoch + epoch, 'lr': lr, 'loss': loss, 'acc': metrics['acc'], 'asr': metrics['asr'],
                'seconds': timer()}
         if holdout_loader is not None:
@@ -132,9 +134,9 @@ def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clea
         if args.keep == 'holdout' and stale >= args.patience:
             print(f'early stop: no better held-out accuracy for {args.patience} epochs', flush=True)
             break
-    if kept['acc'] is None:  # the kept epoch was not evaluated (--eval_every): measure it now
+    if kept is not rows[-1] or not last:  # an earlier or early-stopped epoch is kept: measure it in float32 too
         student.load_state_dict(kept_state)
-        kept.update({k: v for k, v in evaluate(student, clean_loader, backdoor_loader, device, amp_dtype).items()
+        kept.update({k: v for k, v in evaluate(student, clean_loader, backdoor_loader, device).items()
                      if k in ('acc', 'asr')})
     return rows, kept, kept_state
 
@@ -173,8 +175,8 @@ def main():
 
     total = Timer()
     before, before_source = known_before(args, method, s_ckpt)
-    if before is None:
-        before = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
+    if before is None:  # float32, like every recorded result
+        before = evaluate(student, clean_loader, backdoor_loader, device)
     before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)
@@ -184,6 +186,7 @@ def main():
         curve, at_t, model, curve_seconds = mcr.run(args, student, train_loader, subset_loader, clean_loader,
                                                     backdoor_loader, device, amp_dtype)
         student.load_state_dict(model.state_dict())
+        at_t = evaluate(student, clean_loader, backdoor_loader, device)  # the reported point, in float32
         extra = {'mcr_t': args.mcr_t, 'curve': curve}
         kept = {'epoch': args.mcr_epochs, 'lr': None, 'loss': None, 'acc': at_t['acc'], 'asr': at_t['asr'],
                 'seconds': curve_seconds}
@@ -220,7 +223,7 @@ def main():
     path = args.t_model if method == 'teacher' else os.path.join(args.checkpoint_root, f'{args.s_name}{suffix}.tar')
     arch = args.t_name if method == 'teacher' and args.teacher_from_scratch else args.s_name
     save_checkpoint(path, student, arch, args.num_classes, epoch=kept['epoch'], acc=kept['acc'],
-                    asr=kept['asr'], method=method, keep_rule=args.keep, config=vars(args),
+                    asr=kept['asr'], method=method, keep_rule=args.keep, config=vars(args), eval_precision='float32',
                     source_checkpoint=None if args.teacher_from_scratch and method == 'teacher' else args.s_model)
     run_name = args.run_name or f"{method}_{os.path.basename(args.s_model).split('.')[0]}_seed{args.seed}"
     if method == 'mcr':
@@ -232,6 +235,7 @@ def main():
         'acc_note': f'ACC over all {len(clean_loader.y)} test images; ASR over the {len(backdoor_loader.y)} '
                     'triggered test images whose true class is not the target',
         'at_form': args.at_form, 'seconds': seconds, 'checkpoint': path,
+        'eval_precision': f"float32 (before, after and the last epoch; other epochs' rows: {amp_dtype or 'float32'})",
         'student_checkpoint': {'path': args.s_model, 'epoch': s_ckpt.get('epoch'), 'acc': s_ckpt.get('acc'),
                                'asr': s_ckpt.get('asr')},
         **extra, 'config': vars(args), 'epochs': rows})
