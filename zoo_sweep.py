@@ -4,11 +4,12 @@
     python zoo_sweep.py --attacks sig --jobs 2        # only SIG's variants
     python zoo_sweep.py --install                     # copy each attack's pick into the zoo (weight/s_net/)
 
-Each variant is one `python train_badnet.py --attack A --epochs E --seed S` process, trained from scratch
-with the defaults (lr 0.1, batch 128, crop + flip), saved as weight/sweep/<name>.pth.tar, its per-epoch
-CSV and JSON in results/sweep/ and its output in logs/sweep/<name>.log. A variant whose checkpoint holds
-its last epoch is not trained again. results/sweep/summary.csv lists every variant's final ACC and ASR
-(measured in float32) next to the paper's Table 3 (rows of variants outside this sweep are kept).
+Each variant is one `python train_badnet.py --attack A --epochs E [flags] --seed S` process, trained from
+scratch with the defaults (lr 0.1, batch 128, weight decay 5e-4, crop + flip) but for its flags, saved as
+weight/sweep/<name>.pth.tar, its per-epoch CSV and JSON in results/sweep/ and its output in
+logs/sweep/<name>.log. A variant whose checkpoint holds its last epoch is not trained again.
+results/sweep/summary.csv lists every variant's final ACC and ASR (measured in float32) next to the
+paper's Table 3 (rows of variants outside this sweep are kept). --match and --seeds pick a subset.
 
 The pick per attack (the issue's target): among the variants with ASR >= 95% and ACC within 3 points
 of the paper's, the one with the highest ASR; if none meets both, the one with the highest ASR among
@@ -36,17 +37,23 @@ from utils.cli import run
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PAPER_ACC = {attack: PAPER[attack]['before'][1] for attack in TABLE3}  # Table 3's ACC, as Table 1 prints it
 TARGET_ASR, ACC_BAND = 95.0, 3.0
-# Epochs tried per attack, in the order they are started (the clean-label attacks, whose backdoor
-# strength depends most on the schedule, get the widest range).
-EPOCHS = {'cl': (15, 10, 20, 30, 40), 'sig': (15, 10, 20, 30, 40), 'refool': (15, 10, 20, 30, 40),
-          'badnets': (15, 10, 20), 'trojan': (10, 15, 20, 8), 'blend': (15, 10, 20)}
+# Variants tried per attack, in the order they are started: epochs, then any train_badnet.py flags that
+# differ from its defaults (the clean-label attacks, whose backdoor strength depends most on the
+# schedule, get the widest range; SIG also a lower weight decay).
+VARIANTS = {'cl': [(15,), (10,), (20,), (30,), (40,)],
+            'sig': [(15,), (10,), (20,), (30,), (40,)] + [(e, '--weight_decay', '1e-4') for e in (15, 20, 30, 40)],
+            'refool': [(15,), (10,), (20,), (30,), (40,)],
+            'badnets': [(15,), (10,), (20,)], 'trojan': [(10,), (15,), (20,), (8,)], 'blend': [(15,), (10,), (20,)]}
+SHORT = {'--weight_decay': 'wd', '--lr': 'lr', '--batch_size': 'bs'}   # how a flag shows in a variant's name
 
 
 def get_arguments():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--attacks', nargs='+', default=list(TABLE3), choices=TABLE3)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--match', nargs='+', default=None,
+                   help='only the variants whose name contains one of these (e.g. 30ep-wd 15ep-seed1)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0], help='each variant is trained once per seed')
     p.add_argument('--jobs', type=int, default=1, help='train_badnet.py processes at a time')
     p.add_argument('--threads', type=int, default=2, help='CPU threads per process (OMP_NUM_THREADS)')
     p.add_argument('--device', default='auto')
@@ -59,19 +66,24 @@ def get_arguments():
     return p
 
 
-Variant = collections.namedtuple('Variant', 'name attack epochs path flags')  # path: its checkpoint
+Variant = collections.namedtuple('Variant', 'name attack epochs seed path flags')  # path: its checkpoint
 
 
 def variants(args):
     """Every Variant, interleaved across attacks by priority."""
-    queues = [[(a, e) for e in EPOCHS[a]] for a in EPOCHS if a in args.attacks]
+    queues = [[(a, v) for v in VARIANTS[a]] for a in VARIANTS if a in args.attacks]
     order = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
     out = []
-    for a, e in order:
-        name = f'WRN-16-1-{a}-{e}ep-seed{args.seed}'
-        path = os.path.join(args.out, f'{name}.pth.tar')
-        out.append(Variant(name, a, e, path, ['--attack', a, '--epochs', e, '--seed', args.seed, '--device',
-                                              args.device, '--output', path, '--log_root', args.results]))
+    for seed in args.seeds:
+        for a, (epochs, *extra) in order:
+            tag = ''.join(f'-{SHORT[flag]}{value}' for flag, value in zip(extra[::2], extra[1::2]))
+            name = f'WRN-16-1-{a}-{epochs}ep{tag}-seed{seed}'
+            if args.match and not any(m in name for m in args.match):
+                continue
+            path = os.path.join(args.out, f'{name}.pth.tar')
+            out.append(Variant(name, a, epochs, seed, path, ['--attack', a, '--epochs', epochs, *extra, '--seed', seed,
+                                                             '--device', args.device, '--output', path,
+                                                             '--log_root', args.results]))
     return out
 
 
@@ -121,7 +133,7 @@ def summarise(args, all_variants, status):
     rows = []
     for v in all_variants:
         ckpt = final_checkpoint(v)
-        row = {'name': v.name, 'attack': v.attack, 'epochs': v.epochs, 'seed': args.seed,
+        row = {'name': v.name, 'attack': v.attack, 'epochs': v.epochs, 'seed': v.seed,
                'status': status.get(v.name, 'done' if ckpt else 'not started'),
                'acc': None, 'asr': None, 'paper_acc': PAPER_ACC[v.attack], 'meets_target': False,
                'train_seconds': None, 'device': None}

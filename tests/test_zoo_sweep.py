@@ -5,17 +5,25 @@ import zoo_sweep
 
 
 def args(**kw):
-    return SimpleNamespace(**{'attacks': ['badnets', 'cl', 'sig'], 'seed': 3, 'device': 'cpu', 'out': 'w',
+    return SimpleNamespace(**{'attacks': ['badnets', 'cl', 'sig'], 'seeds': [3], 'match': None, 'device': 'cpu', 'out': 'w',
                               'results': 'r', **kw})
 
 
 def test_variants_interleave_attacks_clean_label_first():
     names = [v.name for v in zoo_sweep.variants(args())]
     assert names[:3] == ['WRN-16-1-cl-15ep-seed3', 'WRN-16-1-sig-15ep-seed3', 'WRN-16-1-badnets-15ep-seed3']
-    assert len(names) == len(zoo_sweep.EPOCHS['cl']) + len(zoo_sweep.EPOCHS['sig']) + len(zoo_sweep.EPOCHS['badnets'])
-    _, attack, _, _, flags = zoo_sweep.variants(args())[0]
+    assert len(names) == len(zoo_sweep.VARIANTS['cl']) + len(zoo_sweep.VARIANTS['sig']) + len(zoo_sweep.VARIANTS['badnets'])
+    assert 'WRN-16-1-sig-30ep-wd1e-4-seed3' in names
+    _, attack, _, _, _, flags = zoo_sweep.variants(args())[0]
     assert attack == 'cl' and flags[flags.index('--seed') + 1] == 3 and '--init' not in flags   # from scratch
     assert flags[flags.index('--output') + 1] == 'w/WRN-16-1-cl-15ep-seed3.pth.tar'
+
+
+def test_variant_flags_reach_train_badnet_and_match_filters():
+    only = zoo_sweep.variants(args(attacks=['sig'], match=['30ep-wd'], seeds=[3, 4]))
+    assert [v.name for v in only] == ['WRN-16-1-sig-30ep-wd1e-4-seed3', 'WRN-16-1-sig-30ep-wd1e-4-seed4']
+    flags = only[0].flags
+    assert flags[flags.index('--weight_decay') + 1] == '1e-4' and only[0].epochs == 30
 
 
 def row(name, acc, asr, attack='trojan', status='done'):
