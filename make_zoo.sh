@@ -4,8 +4,10 @@
 # each of the paper's six Table 3 attacks a backdoored WRN-16-1 trained from scratch (weight/s_net/)
 # and its fine-tuned teacher (weight/t_net/). Resumable: a model that exists is not made
 # again (delete a student and its teacher to re-make an attack).
-# The epochs are what `python zoo_sweep.py --install` picked (README, "The zoo"). cl (its PGD against
-# the robust model since) and trojan (8 epochs) were trained on the CPU after the GPU sweep.
+# The epochs (and SIG's weight decay) are what `python zoo_sweep.py --install` picked (README, "The zoo").
+# cl (its PGD against the robust model since) and trojan (8 epochs) were trained on the CPU after the
+# first GPU sweep; refool and sig on a lent H200 in a second one, refool after Refool's selection of its
+# reflections (a model poisoned with all 200 candidate reflections, then make_refool_pool.py).
 # Compute: the shipped models were trained on a lent H100 (about 2 s an epoch alone); on the 2-core CPU
 # an epoch takes 40-50 s with bfloat16 (AMX) or 90-160 s in float32 (AVX2). Logs: logs/.
 set -euo pipefail
@@ -13,6 +15,7 @@ cd "$(dirname "$0")"
 mkdir -p logs
 CLEAN=weight/clean/WRN-16-1-clean.pth.tar
 ROBUST=weight/clean/WRN-16-1-robust.pth.tar   # the cl attack's --pgd_model (its default)
+CANDIDATES=weight/refool/WRN-16-1-refool-candidates.pth.tar   # Refool with all candidate reflections
 
 step() {  # step OUTPUT LOG COMMAND...: run COMMAND unless OUTPUT exists
     local out=$1 log=$2; shift 2
@@ -23,13 +26,18 @@ step() {  # step OUTPUT LOG COMMAND...: run COMMAND unless OUTPUT exists
 step $CLEAN clean python train_badnet.py --attack clean --epochs 10 --seed 0
 step triggers/trojan_WRN-16-1.pt trojan_trigger python make_trojan_trigger.py
 step $ROBUST robust python train_badnet.py --attack clean --adv_eps 0.0314 --epochs 5 --seed 0 --output $ROBUST
+step $CANDIDATES refool_candidates python train_badnet.py --attack refool --trigger_type refoolCandidatesTrigger \
+    --epochs 10 --seed 0 --output $CANDIDATES
+step triggers/refool_WRN-16-1.pt refool_selection python make_refool_pool.py --model $CANDIDATES
 for attack in ${ATTACKS:-badnets trojan blend cl sig refool}; do
+    flags=()
     case $attack in
         trojan) epochs=8 ;;
         blend) epochs=20 ;;
         cl|refool) epochs=10 ;;
-        *) epochs=15 ;;   # badnets, sig
+        sig) epochs=15; flags=(--weight_decay 1e-4) ;;
+        *) epochs=15 ;;   # badnets
     esac
-    step weight/s_net/WRN-16-1-$attack.pth.tar $attack python train_badnet.py --attack $attack --epochs $epochs --seed 0
+    step weight/s_net/WRN-16-1-$attack.pth.tar $attack python train_badnet.py --attack $attack --epochs $epochs "${flags[@]}" --seed 0
     step weight/t_net/WRN-16-1-$attack-T.pth.tar teacher_$attack python main.py --attack $attack --make_teacher
 done

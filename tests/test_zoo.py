@@ -45,9 +45,10 @@ def cifar():
 
 @pytest.mark.parametrize('attack', ['trojan', 'refool'])
 def test_recorded_acc_and_asr_reproduce(attack, cifar):
+    loaders = None   # the student's and the teacher's test sets are the same (Refool's take a while to make)
     for path in zoo(attack):
         model, ckpt = select_model('WRN-16-1', 10, path)
-        loaders = make_test_loaders(SimpleNamespace(**ckpt['config']), cifar, torch.device('cpu'))
+        loaders = loaders or make_test_loaders(SimpleNamespace(**ckpt['config']), cifar, torch.device('cpu'))
         metrics = evaluate(model, *loaders, torch.device('cpu'))
         assert metrics['acc'] == pytest.approx(ckpt['acc'], abs=0.1), (path, metrics)
         assert metrics['asr'] == pytest.approx(ckpt['asr'], abs=0.1), (path, metrics)
@@ -67,3 +68,14 @@ def test_main_runs_nad_on_a_zoo_attack(tmp_path):
     assert summary['config']['trigger_type'] == 'trojanNNTrigger' and summary['config']['target_label'] == 0
     assert summary['before']['asr'] == pytest.approx(ckpt['asr'], abs=0.1)
     assert summary['config']['t_model'].endswith('WRN-16-1-trojan-T.pth.tar')
+
+
+def test_refool_reflections_are_the_best_scored_candidates():
+    import data_loader
+    record = torch.load(data_loader.REFOOL_FILE, weights_only=False)
+    kept, scores = record['indices'], torch.tensor(record['scores'])
+    assert len(kept) == record['config']['keep'] and len(scores) == data_loader.REFOOL_POOL_SIZE
+    others = [i for i in range(len(scores)) if i not in kept]
+    assert scores[kept].min() >= scores[others].max()                # Refool's selection: the top scores
+    assert record['source_config']['trigger_type'] == 'refoolCandidatesTrigger'   # scored on all candidates
+    assert record['source_config']['attack'] == 'refool' and record['source_config']['augment']
