@@ -369,7 +369,9 @@ def _refool_blend(t, pool, gen):
     reflection = torch.where(ghost, ghosted, blurred)
     # Refool's code reports the focal reflection layer scaled by min(1, 4 (1 - alpha_t)).
     shown = torch.where(ghost, reflection, reflection * (4 * (1 - alpha_t)).clamp(max=1))
-    encode = lambda v: v.clamp(0, 1) ** (1 / 2.2)
+
+    def encode(v):  # back from linear light
+        return v.clamp(0, 1) ** (1 / 2.2)
     return encode(reflection + t * alpha_t), encode(shown), encode(t * alpha_t)
 
 
