@@ -21,8 +21,9 @@ The trigger functions themselves are in data_loader.py (TRIGGERS); the named att
 import torch
 import torch.nn.functional as F
 
-from data_loader import TROJAN_AT, refool_trigger, trojan_trigger
+from data_loader import TROJAN_AT, BatchLoader, refool_trigger, trojan_trigger
 from models import select_model
+from utils.engine import accuracy
 from utils.runtime import autocast
 
 
@@ -111,15 +112,11 @@ def reverse_engineer_trojan(model, images, steps=500, lr=0.1, neuron=None):
                    'images': len(x)}
 
 
-@torch.inference_mode()
 def score_reflections(model, images, candidates, target_label, device, amp_dtype=None):
     """For each candidate reflection, the percentage of `images` (uint8, none of the target class) that
-    `model` assigns to `target_label` once that candidate alone is reflected into them."""
-    model.eval()
-    scores = []
-    for c in range(len(candidates)):
-        x = refool_trigger(images, candidates[c:c + 1], seed=c).to(device)
-        with autocast(device, amp_dtype):
-            pred = model(x.float().div_(255).contiguous(memory_format=torch.channels_last))[-1].argmax(1)
-        scores.append(100.0 * (pred == target_label).float().mean().item())
-    return torch.tensor(scores)
+    `model` assigns to `target_label` once that candidate alone is reflected into them: the ASR of that
+    reflection, measured by the shared evaluator."""
+    target = torch.full((len(images),), target_label)
+    return torch.tensor([accuracy(model, BatchLoader(refool_trigger(images, candidates[c:c + 1], seed=c), target,
+                                                     len(images), device), device, amp_dtype)
+                         for c in range(len(candidates))])

@@ -186,7 +186,6 @@ def main():
         curve, at_t, model, curve_seconds = mcr.run(args, student, train_loader, subset_loader, clean_loader,
                                                     backdoor_loader, device, amp_dtype)
         student.load_state_dict(model.state_dict())
-        at_t = evaluate(student, clean_loader, backdoor_loader, device)  # the reported point, in float32
         extra = {'mcr_t': args.mcr_t, 'curve': curve}
         kept = {'epoch': args.mcr_epochs, 'lr': None, 'loss': None, 'acc': at_t['acc'], 'asr': at_t['asr'],
                 'seconds': curve_seconds}

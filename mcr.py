@@ -92,7 +92,8 @@ def run(args, student, train_loader, bn_loader, clean_loader, backdoor_loader, d
     for t in sorted(set(args.mcr_points) | {args.mcr_t}):
         timer = Timer()
         model = curve.model_at(t, bn_loader, device, amp_dtype)
-        metrics = evaluate(model, clean_loader, backdoor_loader, device, amp_dtype)
+        # the reported point is measured in float32, like every recorded result; the rest of the curve under autocast
+        metrics = evaluate(model, clean_loader, backdoor_loader, device, None if t == args.mcr_t else amp_dtype)
         row = {'t': t, 'acc': metrics['acc'], 'asr': metrics['asr'], 'seconds': timer()}
         rows.append(row)
         print(f"t {t:.2f} | ACC {row['acc']:6.2f} | ASR {row['asr']:6.2f} | {row['seconds']:5.1f}s", flush=True)

@@ -40,10 +40,10 @@ TARGET_ASR, ACC_BAND = 95.0, 3.0
 # Variants tried per attack, in the order they are started: epochs, then any train_badnet.py flags that
 # differ from its defaults (the clean-label attacks, whose backdoor strength depends most on the
 # schedule, get the widest range; SIG also a lower weight decay).
-VARIANTS = {'cl': [(15,), (10,), (20,), (30,), (40,)],
-            'sig': [(15,), (10,), (20,), (30,), (40,)] + [(e, '--weight_decay', '1e-4') for e in (15, 20, 30, 40)],
-            'refool': [(15,), (10,), (20,), (30,), (40,)],
-            'badnets': [(15,), (10,), (20,)], 'trojan': [(10,), (15,), (20,), (8,)], 'blend': [(15,), (10,), (20,)]}
+FIVE_LENGTHS, THREE_LENGTHS = [(15,), (10,), (20,), (30,), (40,)], [(15,), (10,), (20,)]
+VARIANTS = {'cl': FIVE_LENGTHS, 'sig': FIVE_LENGTHS + [(e, '--weight_decay', '1e-4') for e in (15, 20, 30, 40)],
+            'refool': FIVE_LENGTHS, 'badnets': THREE_LENGTHS, 'trojan': [(10,), (15,), (20,), (8,)],
+            'blend': THREE_LENGTHS}
 SHORT = {'--weight_decay': 'wd', '--lr': 'lr', '--batch_size': 'bs'}   # how a flag shows in a variant's name
 
 

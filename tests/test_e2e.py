@@ -128,6 +128,8 @@ def test_mcr_curve_reproduces_endpoints_on_real_data(tmp_path):
     summary = json.loads((tmp_path / 'r' / 'mcr_WRN-16-1-S-model_best_seed0.json').read_text())
     t0, t1 = summary['curve'][0], summary['curve'][-1]
     assert (t0['acc'], t0['asr']) == (t1['acc'], t1['asr'])      # both ends are the backdoored model
+    at_t = summary['curve'][1]                                     # the reported point is that curve row (float32)
+    assert at_t['t'] == 0.3 and (at_t['acc'], at_t['asr']) == (summary['after']['acc'], summary['after']['asr'])
     # the curve is measured under autocast, 'before' in float32: the same model, up to a few images
     assert t0['acc'] == pytest.approx(summary['before']['acc'], abs=0.3)
     assert t0['asr'] == pytest.approx(summary['before']['asr'], abs=0.3)
