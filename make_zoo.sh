@@ -4,10 +4,11 @@
 # each of the paper's six Table 3 attacks a backdoored WRN-16-1 trained from scratch (weight/s_net/)
 # and its fine-tuned teacher (weight/t_net/). Resumable: a model that exists is not made
 # again (delete a student and its teacher to re-make an attack).
-# The epochs (and SIG's weight decay) are what `python zoo_sweep.py --install` picked (README, "The zoo").
+# The epochs (and SIG's weight decay and Cutout) are what `python zoo_sweep.py --install` picked (README, "The zoo").
 # cl (its PGD against the robust model since) and trojan (8 epochs) were trained on the CPU after the
-# first GPU sweep; refool and sig on a lent H200 in a second one, refool after Refool's selection of its
-# reflections (a model poisoned with all 200 candidate reflections, then make_refool_pool.py).
+# first GPU sweep; refool on a lent H200 in a second one, after Refool's selection of its reflections
+# (a model poisoned with all 200 candidate reflections, then make_refool_pool.py); sig, with Cutout, on the
+# CPU after both.
 # Compute: the shipped models were trained on a lent H100 (about 2 s an epoch alone); on the 2-core CPU
 # an epoch takes 40-50 s with bfloat16 (AMX) or 90-160 s in float32 (AVX2). Logs: logs/.
 set -euo pipefail
@@ -35,7 +36,7 @@ for attack in ${ATTACKS:-badnets trojan blend cl sig refool}; do
         trojan) epochs=8 ;;
         blend) epochs=20 ;;
         cl|refool) epochs=10 ;;
-        sig) epochs=15; flags=(--weight_decay 1e-4) ;;
+        sig) epochs=15; flags=(--weight_decay 1e-4 --cutout_length 16) ;;
         *) epochs=15 ;;   # badnets
     esac
     step weight/s_net/WRN-16-1-$attack.pth.tar $attack python train_badnet.py --attack $attack --epochs $epochs "${flags[@]}" --seed 0

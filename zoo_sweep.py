@@ -41,10 +41,15 @@ TARGET_ASR, ACC_BAND = 95.0, 3.0
 # differ from its defaults (the clean-label attacks, whose backdoor strength depends most on the
 # schedule, get the widest range; SIG also a lower weight decay).
 FIVE_LENGTHS, THREE_LENGTHS = [(15,), (10,), (20,), (30,), (40,)], [(15,), (10,), (20,)]
-VARIANTS = {'cl': FIVE_LENGTHS, 'sig': FIVE_LENGTHS + [(e, '--weight_decay', '1e-4') for e in (15, 20, 30, 40)],
-            'refool': FIVE_LENGTHS, 'badnets': THREE_LENGTHS, 'trojan': [(10,), (15,), (20,), (8,)],
-            'blend': THREE_LENGTHS}
-SHORT = {'--weight_decay': 'wd', '--lr': 'lr', '--batch_size': 'bs'}   # how a flag shows in a variant's name
+# Cutout (one 16x16 hole, DeVries & Taylor's CIFAR-10 setting) on top of crop + flip hides part of the
+# object but never the global SIG/Refool signal, so the poisoned images lean more on the trigger.
+CUTOUT = ('--cutout_length', '16')
+VARIANTS = {'cl': FIVE_LENGTHS,
+            'sig': FIVE_LENGTHS + [(e, '--weight_decay', '1e-4') for e in (15, 20, 30, 40)]
+                   + [(e, '--weight_decay', '1e-4', *CUTOUT) for e in (15, 20)],
+            'refool': FIVE_LENGTHS + [(10, *CUTOUT)], 'badnets': THREE_LENGTHS,
+            'trojan': [(10,), (15,), (20,), (8,)], 'blend': THREE_LENGTHS}
+SHORT = {'--weight_decay': 'wd', '--lr': 'lr', '--batch_size': 'bs', '--cutout_length': 'cut'}   # a flag in a variant's name
 
 
 def get_arguments():

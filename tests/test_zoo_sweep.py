@@ -24,6 +24,9 @@ def test_variant_flags_reach_train_badnet_and_match_filters():
     assert [v.name for v in only] == ['WRN-16-1-sig-30ep-wd1e-4-seed3', 'WRN-16-1-sig-30ep-wd1e-4-seed4']
     flags = only[0].flags
     assert flags[flags.index('--weight_decay') + 1] == '1e-4' and only[0].epochs == 30
+    cut = zoo_sweep.variants(args(attacks=['sig'], match=['15ep-wd1e-4-cut16']))   # SIG's shipped recipe
+    assert [v.name for v in cut] == ['WRN-16-1-sig-15ep-wd1e-4-cut16-seed3']
+    assert cut[0].flags[cut[0].flags.index('--cutout_length') + 1] == '16'
 
 
 def row(name, acc, asr, attack='trojan', status='done'):
