@@ -17,13 +17,15 @@ resumable runner of reproduce.py (one main.py or train_badnet.py process each, r
     paper_lr      fine-tuning and NAD on every --attacks model at the paper's lr 0.1 instead of our
                   0.01, the teacher being that lr-0.1 fine-tuned model           (Table 1's setting)
     nad_beta      NAD on every --attacks model with --nad_beta (the beta that `beta` picked)
+    tradeoff      fine-tuning and NAD on every --attacks model under the `code` protocol at first-phase
+                  lr 0.003 / 0.01 / 0.03 / 0.1: ASR against ACC, NAD minus fine-tuning at matched ACC
 """
 import os
 
 import torch
 
 from at import attention as attention_map
-from config import zoo_paths
+from config import PROTOCOLS, zoo_paths
 from data_loader import ATTACKS, DATA_ROOT, DatasetBD, load_dataset
 from models import ARCHS, select_model
 from utils.checkpoint import write_csv
@@ -135,7 +137,8 @@ def ratio(args, runner):
                 ft, nad = runner.defense(attack, 'finetune', seed), runner.defense(attack, 'nad', seed)
             else:
                 common = ['--attack', attack, '--seed', seed, '--eval_every', 0, '--ratio', r]
-                ft = runner(f'ratio_{attack}_finetune_r{r}_seed{seed}', [*common, '--defense', 'finetune'])
+                ft = runner(f'ratio_{attack}_finetune_r{r}_seed{seed}', [*common, '--defense', 'finetune'],
+                            need_model=True)  # NAD's teacher: its model must be here
                 nad = ft and runner(f'ratio_{attack}_nad_r{r}_seed{seed}', [*common, '--t_model', ft['checkpoint']])
             rows += [{'method': method, 'ratio': r, 'seed': seed, **after(s)}
                      for method, s in (('finetune', ft), ('nad', nad)) if s]
@@ -285,7 +288,8 @@ def paper_lr(args, runner):
     for attack in args.attacks:
         for seed in args.seeds:
             common = ['--attack', attack, '--seed', seed, '--eval_every', 0, '--lr', 0.1]
-            ft = runner(f'lr0.1_{attack}_finetune_seed{seed}', [*common, '--defense', 'finetune'])
+            ft = runner(f'lr0.1_{attack}_finetune_seed{seed}', [*common, '--defense', 'finetune'],
+                        need_model=True)  # NAD's teacher: its model must be here
             nad = ft and runner(f'lr0.1_{attack}_nad_seed{seed}', [*common, '--t_model', ft['checkpoint']])
             if nad:
                 rows.append({'attack': attack, 'seed': seed, 'before_acc': ft['before']['acc'],
@@ -315,5 +319,87 @@ def nad_beta(args, runner):
         report(args, f'nad_beta{b}', rows)
 
 
-ANALYSES = {'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,
+# --- The ACC-ASR trade-off: fine-tuning and NAD at several fine-tuning strengths -----------------------------
+
+TRADEOFF_LRS = (0.003, 0.01, 0.03, 0.1)  # first-phase lr of the `code` schedule (x0.1 from epoch 2)
+
+
+def tradeoff(args, runner):
+    """Fine-tuning and NAD on every --attacks model under the `code` protocol at each first-phase lr of
+    TRADEOFF_LRS, every --seeds; NAD's teacher is the fine-tuned model of the same lr and seed (at lr 0.1,
+    Table 1's runs). Writes tradeoff.csv (one row per run), tradeoff.png (ASR against ACC per attack, one
+    curve per defense, mean and sd over seeds) and tradeoff_summary.csv: NAD's ASR minus fine-tuning's at
+    NAD's ACC (fine-tuning's curve of the same seed interpolated), mean and sd per attack."""
+    rows = []
+    for attack in args.attacks:
+        for seed in args.seeds:
+            for lr in TRADEOFF_LRS:
+                if lr == PROTOCOLS['code']['lr']:
+                    ft = runner.defense(attack, 'finetune', seed, protocol='code')
+                    nad = runner.defense(attack, 'nad', seed, protocol='code')
+                else:
+                    common = ['--attack', attack, '--seed', seed, '--eval_every', 0, '--protocol', 'code', '--lr', lr]
+                    ft = runner(f'tradeoff_{attack}_finetune_lr{lr:g}_seed{seed}',
+                                [*common, '--defense', 'finetune'], need_model=True)  # NAD's teacher: must be here
+                    nad = ft and runner(f'tradeoff_{attack}_nad_lr{lr:g}_seed{seed}',
+                                        [*common, '--t_model', ft['checkpoint']])
+                rows += [{'attack': attack, 'method': method, 'lr': lr, 'seed': seed, **after(s),
+                          'ra': s['after'].get('ra')} for method, s in (('finetune', ft), ('nad', nad)) if s]
+    if not rows or args.dry_run:
+        return
+    summary = [{'attack': attack, **matched_difference([r for r in rows if r['attack'] == attack])}
+               for attack in args.attacks]
+    report(args, 'tradeoff', rows)
+    report(args, 'tradeoff_summary', summary)
+    tradeoff_plot(args, rows)
+
+
+def matched_difference(rows):
+    """NAD's ASR minus fine-tuning's at the same ACC: for every NAD run, fine-tuning's ASR at that ACC is
+    read off the same seed's fine-tuning curve (linear in ACC between its runs; NAD runs outside its ACC
+    range are left out). Mean and sd over the NAD runs, and how many there were."""
+    diffs = []
+    for seed in sorted({r['seed'] for r in rows}):
+        ft = sorted((r['acc'], r['asr']) for r in rows if r['seed'] == seed and r['method'] == 'finetune')
+        for r in (r for r in rows if r['seed'] == seed and r['method'] == 'nad'):
+            for (a0, s0), (a1, s1) in zip(ft, ft[1:]):
+                if a0 <= r['acc'] <= a1:
+                    at = s0 if a1 == a0 else s0 + (s1 - s0) * (r['acc'] - a0) / (a1 - a0)
+                    diffs.append(r['asr'] - at)
+                    break
+    if not diffs:
+        return {'nad_minus_ft_asr': None, 'sd': None, 'matched_runs': 0}
+    mean = sum(diffs) / len(diffs)
+    sd = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else 0.0
+    return {'nad_minus_ft_asr': mean, 'sd': sd, 'matched_runs': len(diffs)}
+
+
+def tradeoff_plot(args, rows):
+    plt = pyplot()
+    attacks = list(dict.fromkeys(r['attack'] for r in rows))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(3.2 * len(attacks), 3.2), layout='constrained', squeeze=False)
+    for ax, attack in zip(axes[0], attacks):
+        for method in ('finetune', 'nad'):
+            points = []
+            for lr in TRADEOFF_LRS:
+                runs = [r for r in rows if r['attack'] == attack and r['method'] == method and r['lr'] == lr]
+                if runs:
+                    points.append([mean_sd([r[k] for r in runs]) for k in ('acc', 'asr')])
+            if points:
+                (acc, acc_sd), (asr, asr_sd) = [zip(*column) for column in zip(*points)]
+                ax.errorbar(acc, asr, xerr=acc_sd, yerr=asr_sd, fmt='o-', ms=4, capsize=2, label=METHOD_NAMES[method])
+        ax.set_title(attack)
+        ax.set_xlabel('ACC (%)')
+        ax.set_ylabel('ASR (%)')
+        ax.legend()
+    fig.suptitle(f"code protocol, first-phase lr {', '.join(map(str, TRADEOFF_LRS))}; mean and sd over seeds")
+    save_figure(fig, os.path.join(args.results, 'tradeoff.png'))
+
+
+def mean_sd(values):
+    mean = sum(values) / len(values)
+    return mean, ((sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0)
+
+
+ANALYSES = {'tradeoff': tradeoff, 'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,
             'teachers': teachers, 'all2all': all2all, 'adaptive': adaptive, 'paper_lr': paper_lr, 'nad_beta': nad_beta}

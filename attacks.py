@@ -49,7 +49,8 @@ def pgd(model, x, y, eps, steps, step_size, device, amp_dtype=None, batch_size=5
 
 def pgd_perturbation(args, device, amp_dtype=None):
     """DatasetBD's `perturb` hook for the clean-label attack, against the clean model args.pgd_model."""
-    model = select_model(args.s_name, args.num_classes, args.pgd_model)[0].to(device, memory_format=torch.channels_last)
+    model = select_model(args.s_name, args.num_classes, args.pgd_model, args.trust_checkpoint)[0]
+    model = model.to(device, memory_format=torch.channels_last)
     model.requires_grad_(False)
 
     def perturb(x, y):

@@ -5,12 +5,33 @@ the data, attack and runtime options. `parse(parser, argv)` parses and validates
 ends with one clear line (and exit code 2) before any work starts.
 """
 import argparse
+import copy
+import math
+import os
+import tempfile
 
 from at import ATTENTIONS
 from data_loader import ATTACKS, TARGET_TYPES, TRIGGERS
 from defenses import DEFENSES
 from models import build_model
 from utils import UserError
+
+
+# Erasing protocols: the schedule and optimiser a defense fine-tunes with. `--protocol NAME` sets these
+# defaults (any flag given explicitly wins) and is recorded in every result file.
+PROTOCOLS = {
+    # The authors' code (bboylyg/NAD main.py + utils/util.py adjust_learning_rate, since 6907ea2):
+    # 20 epochs, lr 0.1 for epochs 0-1 then 0.01, SGD Nesterov, weight decay 1e-4, batch 64, Cutout 3.
+    'code': {'epochs': 20, 'lr': 0.1, 'schedule': [2], 'gamma': 0.1, 'nesterov': True, 'momentum': 0.9,
+             'weight_decay': 1e-4, 'batch_size': 64, 'cutout_length': 3},
+    # The paper's text (Sec. 4.1, Appendix A): 10 epochs, lr 0.1 divided by 10 every 2 epochs, Cutout 9.
+    'paper': {'epochs': 10, 'lr': 0.1, 'schedule': [2, 4, 6, 8], 'gamma': 0.1, 'nesterov': False, 'momentum': 0.9,
+              'weight_decay': 1e-4, 'batch_size': 64, 'cutout_length': 9},
+    # This project's earlier default: the paper's text at lr 0.01 (lr 0.1 wrecked the shipped student's ACC).
+    'paper-lr0.01': {'epochs': 10, 'lr': 0.01, 'schedule': [2, 4, 6, 8], 'gamma': 0.1, 'nesterov': False,
+                     'momentum': 0.9, 'weight_decay': 1e-4, 'batch_size': 64, 'cutout_length': 9},
+}
+DEFAULT_PROTOCOL = 'paper-lr0.01'
 
 
 def _add_common(p, zoo=False, clean=False):
@@ -37,7 +58,26 @@ def _add_common(p, zoo=False, clean=False):
     g.add_argument('--seed', type=int, default=0, help='seeds data selection, poisoning, init, shuffling, augmentation')
     g.add_argument('--eval_batch_size', type=int, default=500, help='500 measured faster than 1000 on 2-core CPUs')
     g.add_argument('--num_classes', type=int, default=None, help='default: from the dataset')
+    _add_trust(g)
     return p
+
+
+def _add_outputs(g, log_root_help):
+    g.add_argument('--log_root', default='./runs', help=log_root_help + ' (default ./runs, git-ignored: the shipped '
+                                                          'results/ are written only by the commands that make them)')
+    _add_replace_shipped(g)
+
+
+def _add_replace_shipped(g):
+    g.add_argument('--replace_shipped', action='store_true',
+                   help='allow this run to replace a file the repository ships (weight/s_net, weight/t_net, '
+                        'weight/clean, weight/refool, triggers/, results/): for the documented commands that make them')
+
+
+def _add_trust(g):
+    g.add_argument('--trust_checkpoint', action='store_true',
+                   help='load checkpoints that hold more than tensors and plain values (weights_only=False), '
+                        'which lets their pickle run code: only for files you vouch for. Off by default')
 
 
 def _add_optim(p, epochs, lr, batch_size, weight_decay):
@@ -47,7 +87,8 @@ def _add_optim(p, epochs, lr, batch_size, weight_decay):
     g.add_argument('--lr', type=float, default=lr)
     g.add_argument('--momentum', type=float, default=0.9)
     g.add_argument('--weight_decay', type=float, default=weight_decay)
-    g.add_argument('--nesterov', action='store_true', help='Nesterov momentum (the original code used it)')
+    g.add_argument('--nesterov', action=argparse.BooleanOptionalAction, default=False,
+                   help='Nesterov momentum (the original code used it; --protocol code turns it on)')
     return g
 
 
@@ -56,11 +97,13 @@ def get_arguments():
     p = argparse.ArgumentParser(description='Neural Attention Distillation: erase a backdoor from a model')
     g = p.add_argument_group('models')
     g.add_argument('--s_model', default='./weight/s_net/WRN-16-1-S-model_best.pth.tar', help='backdoored student')
-    g.add_argument('--t_model', default='./weight/t_net/WRN-16-1-T-model_best.pth.tar', help='fine-tuned teacher')
+    g.add_argument('--t_model', default='./weight/t_net/WRN-16-1-T-model_best.pth.tar',
+                   help='fine-tuned teacher (with --make_teacher: where the teacher is saved; default then '
+                        './runs/weights/<student>-T.pth.tar)')
     g.add_argument('--s_name', default='WRN-16-1')
     g.add_argument('--t_name', default='WRN-16-1')
     g.add_argument('--checkpoint_root', default='./weight/erasing_net', help='where the erased model is saved')
-    g.add_argument('--log_root', default='./results', help='where the per-epoch CSV and JSON summary go')
+    _add_outputs(g, 'where the per-epoch CSV and JSON summary go')
     g.add_argument('--run_name', default=None, help='name of the result files (default: derived from the run)')
     g.add_argument('--make_teacher', action='store_true',
                    help='fine-tune the student on the clean data (all betas 0) and save it as --t_model')
@@ -87,13 +130,20 @@ def get_arguments():
     # lr 0.01, not the paper's 0.1: measured on the shipped student, lr 0.1 (and 0.03) wrecks it in the
     # first epoch (ACC 88 -> 16, ending near 56 after 10 epochs), while 0.01 keeps ACC at 85 and still
     # erases the backdoor. See README, "Results". `--lr 0.1` gives the paper's value.
-    _add_optim(p, epochs=10, lr=0.01, batch_size=64, weight_decay=1e-4)
-    p.add_argument('--schedule', type=int, nargs='*', default=[2, 4, 6, 8], help='epochs where lr is multiplied by --gamma')
-    p.add_argument('--gamma', type=float, default=0.1)
+    p.add_argument('--protocol', default=DEFAULT_PROTOCOL, choices=list(PROTOCOLS),
+                   help="erasing schedule preset (config.PROTOCOLS): code = the authors' code (20 epochs, lr 0.1 "
+                        'then 0.01 from epoch 2, Nesterov, Cutout 3); paper = the paper\'s text (10 epochs, lr 0.1 '
+                        '/10 every 2 epochs, Cutout 9); paper-lr0.01 = the same at lr 0.01. Explicit flags win')
+    preset = PROTOCOLS[DEFAULT_PROTOCOL]
+    _add_optim(p, epochs=preset['epochs'], lr=preset['lr'], batch_size=preset['batch_size'],
+               weight_decay=preset['weight_decay'])
+    p.add_argument('--schedule', type=int, nargs='*', default=preset['schedule'],
+                   help='epochs where lr is multiplied by --gamma')
+    p.add_argument('--gamma', type=float, default=preset['gamma'])
     p.add_argument('--ratio', type=float, default=0.05, help='fraction of the training set given to the defender')
     p.add_argument('--cutout_length', type=int, default=None,
-                   help='Cutout hole size (0: off). Default: 9 (the paper), 3 for --defense cutout '
-                        '(Appendix B; the original code used 3 everywhere), 0 for --defense mixup')
+                   help="Cutout hole size (0: off). Default: the protocol's (paper 9, code 3), 3 for --defense "
+                        'cutout (Appendix B), 0 for --defense mixup')
     g = p.add_argument_group('attention distillation')
     g.add_argument('--beta1', type=float, default=500.0, help='weight of the group-1 attention loss')
     g.add_argument('--beta2', type=float, default=1000.0, help='weight of the group-2 attention loss')
@@ -131,8 +181,9 @@ def get_badnet_arguments():
     p = argparse.ArgumentParser(description='Train a backdoored WRN on a poisoned training set')
     p.add_argument('--s_name', default='WRN-16-1', help='architecture, WRN-<depth>-<width>')
     p.add_argument('--output', default=None,
-                   help='checkpoint path (default: weight/s_net/<s_name>-<trigger>-<target_type>-<target>.pth.tar)')
-    p.add_argument('--log_root', default='./results')
+                   help='checkpoint path (default: runs/weights/<s_name>-<attack>.pth.tar, or '
+                        '<s_name>-<trigger>-<target_type>-<target>.pth.tar without --attack)')
+    _add_outputs(p, 'where the per-epoch CSV and JSON summary go')
     _add_optim(p, epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4)
     p.add_argument('--warmup_epochs', type=float, default=1.0, help='linear lr warm-up, then linear decay to 0')
     p.add_argument('--no-augment', dest='augment', action='store_false',
@@ -167,6 +218,8 @@ def get_trojan_arguments():
     p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
     p.add_argument('--data_root', default=None)
     p.add_argument('--num_classes', type=int, default=10)
+    _add_trust(p)
+    _add_replace_shipped(p)
     return p
 
 
@@ -188,7 +241,77 @@ def get_refool_arguments():
     p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
     p.add_argument('--data_root', default=None)
     p.add_argument('--num_classes', type=int, default=10)
+    _add_trust(p)
+    _add_replace_shipped(p)
     return p
+
+
+ROOT = os.path.dirname(os.path.realpath(__file__))
+SHIPPED = tuple(os.path.join(ROOT, d) for d in ('weight/s_net', 'weight/t_net', 'weight/clean', 'weight/refool',
+                                                'triggers', 'results'))
+
+
+def is_shipped(path):
+    """Whether `path` is an existing file in one of the folders whose files the repository ships."""
+    path = os.path.realpath(path)
+    return os.path.isfile(path) and any(path.startswith(d + os.sep) for d in SHIPPED)
+
+
+def writable_dir(path, flag):
+    """Create `path` if needed and check that a file can be written in it, or raise one clear UserError."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UserError(f'{flag} {path} is not a writable directory ({e.strerror or type(e).__name__})') from None
+
+
+def input_file(path, flag):
+    if path is not None and not os.path.isfile(path):
+        raise UserError(f"{flag} {path}: {'a directory, not a file' if os.path.isdir(path) else 'no such file'}")
+
+
+def output_file(path, flag, args):
+    """The folder of an output file must be writable, and a shipped file is replaced only on purpose."""
+    if os.path.isdir(path):
+        raise UserError(f'{flag} {path} is a directory; give a file path')
+    if is_shipped(path) and not args.replace_shipped:
+        raise UserError(f'{flag} {path} is a file the repository ships: write elsewhere, or pass --replace_shipped '
+                        'to regenerate it on purpose')
+    writable_dir(os.path.dirname(os.path.abspath(path)), flag + "'s folder")
+
+
+def check_paths(args, outputs):
+    """Every path flag, checked before any work: inputs exist, outputs can be written and do not replace a
+    shipped file by accident. `outputs`: (flag, path) of each file this run will write."""
+    data_root = args.data_root or os.path.join(ROOT, 'data')
+    if os.path.exists(data_root) and not os.path.isdir(data_root):
+        raise UserError(f'--data_root {data_root} is a file, not a directory')
+    if not (os.path.isdir(data_root) and os.listdir(data_root)):  # a filled cache may be read-only
+        writable_dir(data_root, '--data_root')
+    for flag in ('s_model', 'init', 'mcr_end'):
+        input_file(getattr(args, flag, None), f'--{flag}')
+    distills = getattr(args, 'defense', None) == 'argd' or \
+        (getattr(args, 'defense', None) == 'nad' and any((args.beta1, args.beta2, args.beta3)))
+    if distills and not args.make_teacher:  # the runs that load a teacher
+        input_file(args.t_model, '--t_model')
+    if getattr(args, 'attack', None) == 'cl' and not hasattr(args, 'defense'):
+        input_file(args.pgd_model, '--pgd_model')
+    for flag in ('log_root', 'checkpoint_root'):
+        if hasattr(args, flag):
+            writable_dir(getattr(args, flag), f'--{flag}')
+    for flag, path in outputs:
+        output_file(path, f'--{flag}', args)
+
+
+def explicit_flags(parser, argv=None):
+    """The dests of the flags given on the command line (not defaults or presets)."""
+    bare = copy.deepcopy(parser)
+    for action in bare._actions:
+        action.default = argparse.SUPPRESS
+    bare._defaults = {}  # presets (set_defaults) are not flags either
+    return set(vars(bare.parse_known_args(argv)[0]))
 
 
 def zoo_paths(attack, arch='WRN-16-1'):
@@ -221,9 +344,17 @@ def validate(args):
         value = getattr(args, name, None)
         if value is not None and not 0 < value <= 1:
             raise UserError(f'--{name} {value} must be in (0, 1]')
-    for name in ('beta1', 'beta2', 'beta3'):
+    for name in ('beta1', 'beta2', 'beta3', 'weight_decay'):
         if getattr(args, name, 0) < 0:
             raise UserError(f'--{name} {getattr(args, name)} must not be negative')
+    if not 0 <= args.momentum < 1:
+        raise UserError(f'--momentum {args.momentum} must be in [0, 1)')
+    if args.nesterov and args.momentum == 0:
+        raise UserError('--nesterov needs a positive --momentum (or pass --no-nesterov)')
+    if args.trigger_alpha is not None and not 0 < args.trigger_alpha <= 1:
+        raise UserError(f'--trigger_alpha {args.trigger_alpha} must be in (0, 1]')
+    if min(args.trig_w, args.trig_h) < 1:
+        raise UserError('--trig_w and --trig_h must be at least 1')
     for name in ('epochs', 'batch_size', 'eval_batch_size'):
         if getattr(args, name) < 1:
             raise UserError(f'--{name} must be at least 1')
@@ -231,6 +362,14 @@ def validate(args):
         raise UserError(f'--lr {args.lr} must be positive')
     if not 0 <= getattr(args, 'adv_eps', 0) < 1:
         raise UserError('--adv_eps must be in [0, 1)')
+    if not 0 <= getattr(args, 'warmup_epochs', 0) <= args.epochs:
+        raise UserError(f'--warmup_epochs {args.warmup_epochs} must be in [0, --epochs]')
+    if not 0 <= getattr(args, 'pgd_eps', 0) <= 1:
+        raise UserError(f'--pgd_eps {args.pgd_eps} must be in [0, 1] (pixels are in [0, 1])')
+    if getattr(args, 'pgd_steps', 1) < 1:
+        raise UserError('--pgd_steps must be at least 1')
+    if getattr(args, 'pgd_step_size', None) is not None and args.pgd_step_size <= 0:
+        raise UserError(f'--pgd_step_size {args.pgd_step_size} must be positive')
     if (getattr(args, 'cutout_length', 0) or 0) < 0:
         raise UserError('--cutout_length must not be negative')
     if hasattr(args, 'defense'):
@@ -243,7 +382,7 @@ def validate(args):
 
 def _validate_defense(args):
     if args.cutout_length is None:
-        args.cutout_length = {'cutout': 3, 'mixup': 0}.get(args.defense, 9)
+        args.cutout_length = {'cutout': 3, 'mixup': 0}.get(args.defense, PROTOCOLS[args.protocol]['cutout_length'])
     if args.defense == 'finetune':  # fine-tuning is NAD without the attention terms
         args.beta1 = args.beta2 = args.beta3 = 0.0
     if args.make_teacher:
@@ -272,18 +411,43 @@ def _validate_defense(args):
             raise UserError(f'--{name} {getattr(args, name)} must not be negative')
     if args.mcr_lr <= 0:
         raise UserError(f'--mcr_lr {args.mcr_lr} must be positive')
+    if args.p <= 0:
+        raise UserError(f'--p {args.p} must be positive (the power of the attention operator)')
+    if args.gamma <= 0:
+        raise UserError(f'--gamma {args.gamma} must be positive')
+    if any(m < 0 for m in args.schedule):
+        raise UserError('--schedule epochs must not be negative')
+    if args.prune_target_acc is not None and not 0 <= args.prune_target_acc <= 100:
+        raise UserError(f'--prune_target_acc {args.prune_target_acc} must be a percentage in [0, 100]')
     if not all(0 <= t <= 1 for t in args.mcr_points + [args.mcr_t]):
         raise UserError('--mcr_t and --mcr_points must lie in [0, 1]')
     if args.iterations > 1 and args.defense not in ('nad', 'argd'):
         raise UserError('--iterations applies to the distillation defenses (nad, argd)')
 
 
+def check_finite(parser, args):
+    """Refuse NaN and infinity in every float flag (argparse's float() accepts 'nan' and 'inf')."""
+    for action in parser._actions:
+        if action.type is float:
+            value = getattr(args, action.dest, None)
+            for v in value if isinstance(value, list) else [value]:
+                if v is not None and not math.isfinite(v):
+                    raise UserError(f'--{action.dest} {v} must be a finite number')
+    return args
+
+
 def parse(parser, argv=None):
-    """Parse and validate. A named --attack first sets its defaults, so explicit flags still win."""
-    attack = parser.parse_known_args(argv)[0].attack
-    if attack:
-        parser.set_defaults(**attack_defaults(attack, parser))
-    args = validate(parser.parse_args(argv))
+    """Parse and validate. A --protocol and a named --attack first set their defaults, so explicit flags still win."""
+    known = parser.parse_known_args(argv)[0]
+    if getattr(known, 'protocol', None):  # the erasing schedule; cutout is settled per defense in validate
+        parser.set_defaults(**{k: v for k, v in PROTOCOLS[known.protocol].items() if k != 'cutout_length'})
+    if known.attack:
+        parser.set_defaults(**attack_defaults(known.attack, parser))
+    args = validate(check_finite(parser, parser.parse_args(argv)))
+    if getattr(args, 'make_teacher', False) and 't_model' not in explicit_flags(parser, argv):
+        # a new teacher goes to the git-ignored runs/, never over the shipped one (--t_model says where)
+        stem = os.path.basename(args.s_model).split('.')[0]
+        args.t_model = os.path.join('.', 'runs', 'weights', f'{stem}-T.pth.tar')
     if getattr(args, 'pgd_step_size', 1) is None:
         args.pgd_step_size = 2.5 * args.pgd_eps / args.pgd_steps
     return args

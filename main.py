@@ -10,8 +10,9 @@ and the defenses the paper compares it with, all on the same data, evaluator and
 NAD fine-tunes the student (backdoored) on `--ratio` of the clean training data with
     loss = CE(student(x), y) + sum_l beta_l * AT(student_l(x), teacher_l(x))
 over the three residual groups, the teacher frozen in eval mode. ACC and ASR are measured before
-training and after every epoch; the table goes to results/<run>.csv, a summary to results/<run>.json,
-and the erased model to weight/erasing_net/<s_name>.tar (<s_name>-<defense>.tar for the others).
+training and after every epoch; the table goes to runs/<run>.csv, a summary to runs/<run>.json, and
+the erased model to weight/erasing_net/<s_name>.tar (<s_name>-<defense>.tar for the others), the three
+written together at the end (--log_root, --checkpoint_root; both git-ignored by default).
 """
 import copy
 import os
@@ -23,7 +24,7 @@ import mcr
 from data_loader import BatchLoader, clean_subset
 from defenses import ARGDLoss, distillation_loss, mixup_loss, prune_channels, prune_order, search_prune_ratio
 from models import build_model, select_model
-from utils.checkpoint import save_checkpoint, write_csv, write_json
+from utils.checkpoint import checkpoint_bytes, csv_bytes, file_sha256, json_bytes, sha256, write_csv, write_together
 from utils.cli import Timer, epoch_line, run, setup, test_loaders
 from utils.engine import accuracy, evaluate, set_lr, train_epoch
 from utils.runtime import generator
@@ -36,6 +37,10 @@ def method_of(args):
     if args.defense == 'nad' and not any((args.beta1, args.beta2, args.beta3)):
         return 'finetune'
     return args.defense
+
+
+def needs_teacher(method):
+    return method in ('nad', 'argd')
 
 
 def lr_for_epoch(args, epoch):
@@ -73,12 +78,14 @@ def known_before(args, method, s_ckpt):
     measure it. With --eval_every 0 it is the student checkpoint's own record (same test set, same
     trigger), when it has one; a teacher trained from scratch starts from a fresh initialisation."""
     if method == 'teacher' and args.teacher_from_scratch:
-        return {'acc': None, 'asr': None}, 'not measured (fresh initialisation)'
-    if args.eval_every or args.make_teacher or made_with_other_attack(args, s_ckpt):
+        return {'acc': None, 'asr': None, 'ra': None}, 'not measured (fresh initialisation)'
+    if args.eval_every or made_with_other_attack(args, s_ckpt):
         return None, 'measured'
     if not isinstance(s_ckpt.get('acc'), (int, float)) or not isinstance(s_ckpt.get('asr'), (int, float)):
         return None, 'measured'
-    return {'acc': float(s_ckpt['acc']), 'asr': float(s_ckpt['asr'])}, 'student checkpoint record'
+    ra = s_ckpt.get('ra')  # zoo checkpoints made before RA was recorded have none
+    return {'acc': float(s_ckpt['acc']), 'asr': float(s_ckpt['asr']), 'ra': None if ra is None else float(ra)}, \
+        'student checkpoint record'
 
 
 def build_loss(method, args, teacher, device):
@@ -108,15 +115,15 @@ def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clea
         lr = lr_for_epoch(args, epoch)
         set_lr(optimizer, lr)
         loss = train_epoch(student, train_loader, loss_fn, optimizer, device, amp_dtype,
-                           desc=f'epoch {first_epoch + epoch}')
+                           desc=f'epoch {first_epoch + epoch}', epoch=first_epoch + epoch)
         last = epoch == args.epochs - 1
-        metrics = {'acc': None, 'asr': None}
+        metrics = {'acc': None, 'asr': None, 'ra': None}
         if last or (args.eval_every and (epoch + 1) % args.eval_every == 0):
             # The last epoch is measured in float32, as train_badnet.py's is: it is what keep=last records,
             # and bfloat16 inference moves a few test images across the decision boundary.
             metrics = evaluate(student, clean_loader, backdoor_loader, device, None if last else amp_dtype)
         row = {'epoch': first_epoch + epoch, 'lr': lr, 'loss': loss, 'acc': metrics['acc'], 'asr': metrics['asr'],
-               'seconds': timer()}
+               'ra': metrics['ra'], 'seconds': timer()}
         if holdout_loader is not None:
             row['holdout_acc'] = accuracy(student, holdout_loader, device, amp_dtype)
         rows.append(row)
@@ -137,18 +144,55 @@ def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clea
     if kept is not rows[-1] or not last:  # an earlier or early-stopped epoch is kept: measure it in float32 too
         student.load_state_dict(kept_state)
         kept.update({k: v for k, v in evaluate(student, clean_loader, backdoor_loader, device).items()
-                     if k in ('acc', 'asr')})
+                     if k in ('acc', 'asr', 'ra')})
     return rows, kept, kept_state
+
+
+def model_path(args, method):
+    """Where the run's model is saved: the teacher at --t_model, the others under --checkpoint_root."""
+    suffix = '' if method in ('nad', 'finetune') else f'-{method}'
+    return args.t_model if method == 'teacher' else os.path.join(args.checkpoint_root, f'{args.s_name}{suffix}.tar')
+
+
+def result_name(args, method):
+    return args.run_name or f"{method}_{os.path.basename(args.s_model).split('.')[0]}_seed{args.seed}"
+
+
+def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
+    """Write the erased model, the per-epoch CSV and the JSON summary as one unit, the JSON last: it marks
+    the run as done and records the sha256 of the other two. Returns the model's path."""
+    path, run_name = model_path(args, method), result_name(args, method)
+    arch = args.t_name if method == 'teacher' and args.teacher_from_scratch else args.s_name
+    model = checkpoint_bytes(student, arch, args.num_classes, epoch=kept['epoch'], acc=kept['acc'], asr=kept['asr'],
+                             ra=kept['ra'], method=method, protocol=args.protocol, keep_rule=args.keep,
+                             config=vars(args), eval_precision='float32',
+                             source_checkpoint=None if args.teacher_from_scratch and method == 'teacher' else args.s_model)
+    if method == 'mcr':
+        write_csv(os.path.join(args.log_root, f'{run_name}_curve.csv'), extra['curve'])
+        mcr.plot(extra['curve'], os.path.join(args.log_root, f'{run_name}_curve.png'), args.mcr_t)
+    table = csv_bytes(rows)
+    summary = {**summary, 'checkpoint': path, 'checkpoint_sha256': sha256(model), 'csv_sha256': sha256(table),
+               'student_checkpoint': {'path': args.s_model, 'sha256': file_sha256(args.s_model),
+                                      'epoch': s_ckpt.get('epoch'), 'acc': s_ckpt.get('acc'), 'asr': s_ckpt.get('asr')},
+               'teacher_checkpoint': {'path': args.t_model, 'sha256': file_sha256(args.t_model)}
+               if needs_teacher(method) else None,
+               **extra, 'config': vars(args), 'epochs': rows}
+    write_together([(path, model), (os.path.join(args.log_root, f'{run_name}.csv'), table),
+                    (os.path.join(args.log_root, f'{run_name}.json'), json_bytes(summary))])
+    return path
 
 
 def main():
     args = config.parse(config.get_arguments())
     method = method_of(args)
+    name = os.path.join(args.log_root, result_name(args, method))
+    config.check_paths(args, [('t_model' if method == 'teacher' else 'checkpoint_root', model_path(args, method)),
+                              ('log_root', name + '.csv'), ('log_root', name + '.json')])
     # Checkpoints first: a bad one fails in a second, before any data is loaded.
-    student, s_ckpt = select_model(args.s_name, args.num_classes, args.s_model)
+    student, s_ckpt = select_model(args.s_name, args.num_classes, args.s_model, args.trust_checkpoint)
     teacher = None
-    if method in ('nad', 'argd'):
-        teacher = select_model(args.t_name, args.num_classes, args.t_model)[0]
+    if needs_teacher(method):
+        teacher = select_model(args.t_name, args.num_classes, args.t_model, args.trust_checkpoint)[0]
     if method == 'teacher' and args.teacher_from_scratch:
         student = build_model(args.t_name, args.num_classes)  # Table 2 / Fig. 4: a teacher that never saw poison
     warn_if_other_attack(args, s_ckpt)
@@ -170,14 +214,16 @@ def main():
     distills = f', betas {(args.beta1, args.beta2, args.beta3)}, attention {args.attention} p={args.p}, ' \
                f'loss form {args.at_form}' if method in ('nad', 'argd') else ''
     print(f'{method}: {len(y)} clean images ({args.ratio:.0%} of the training set'
-          f"{f', {len(holdout_loader.y)} held out' if holdout_loader else ''}), {args.epochs} epochs"
-          f'{distills}, cutout {args.cutout_length}', flush=True)
+          f"{f', {len(holdout_loader.y)} held out' if holdout_loader else ''}), protocol {args.protocol}: "
+          f"{args.epochs} epochs, lr {args.lr:g} x{args.gamma:g} at {args.schedule}"
+          f"{', Nesterov' if args.nesterov else ''}{distills}, cutout {args.cutout_length}", flush=True)
 
     total = Timer()
     before, before_source = known_before(args, method, s_ckpt)
     if before is None:  # float32, like every recorded result
         before = evaluate(student, clean_loader, backdoor_loader, device)
-    before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'seconds': total()}
+    before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'ra': before['ra'],
+                  'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)
     extra = {}
@@ -188,7 +234,7 @@ def main():
         student.load_state_dict(model.state_dict())
         extra = {'mcr_t': args.mcr_t, 'curve': curve}
         kept = {'epoch': args.mcr_epochs, 'lr': None, 'loss': None, 'acc': at_t['acc'], 'asr': at_t['asr'],
-                'seconds': curve_seconds}
+                'ra': at_t.get('ra'), 'seconds': curve_seconds}
         rows = [kept]
     else:
         if method == 'fineprune':
@@ -218,26 +264,14 @@ def main():
     seconds = total()
     rows = [before_row] + rows
 
-    suffix = '' if method in ('nad', 'finetune') else f'-{method}'
-    path = args.t_model if method == 'teacher' else os.path.join(args.checkpoint_root, f'{args.s_name}{suffix}.tar')
-    arch = args.t_name if method == 'teacher' and args.teacher_from_scratch else args.s_name
-    save_checkpoint(path, student, arch, args.num_classes, epoch=kept['epoch'], acc=kept['acc'],
-                    asr=kept['asr'], method=method, keep_rule=args.keep, config=vars(args), eval_precision='float32',
-                    source_checkpoint=None if args.teacher_from_scratch and method == 'teacher' else args.s_model)
-    run_name = args.run_name or f"{method}_{os.path.basename(args.s_model).split('.')[0]}_seed{args.seed}"
-    if method == 'mcr':
-        write_csv(os.path.join(args.log_root, f'{run_name}_curve.csv'), extra['curve'])
-        mcr.plot(extra['curve'], os.path.join(args.log_root, f'{run_name}_curve.png'), args.mcr_t)
-    write_csv(os.path.join(args.log_root, f'{run_name}.csv'), rows)
-    write_json(os.path.join(args.log_root, f'{run_name}.json'), {
-        'method': method, 'before': before_row, 'before_source': before_source, 'after': kept, 'keep_rule': args.keep,
+    path = save_run(args, method, student, s_ckpt, rows, kept, extra, {
+        'method': method, 'protocol': args.protocol, 'before': before_row, 'before_source': before_source,
+        'after': kept, 'keep_rule': args.keep,
         'acc_note': f'ACC over all {len(clean_loader.y)} test images; ASR over the {len(backdoor_loader.y)} '
-                    'triggered test images whose true class is not the target',
-        'at_form': args.at_form, 'seconds': seconds, 'checkpoint': path,
-        'eval_precision': f"float32 (before, after and the last epoch; other epochs' rows: {amp_dtype or 'float32'})",
-        'student_checkpoint': {'path': args.s_model, 'epoch': s_ckpt.get('epoch'), 'acc': s_ckpt.get('acc'),
-                               'asr': s_ckpt.get('asr')},
-        **extra, 'config': vars(args), 'epochs': rows})
+                    'triggered test images whose true class is not the target; RA: the same images classified '
+                    'as their true class',
+        'at_form': args.at_form, 'seconds': seconds,
+        'eval_precision': f"float32 (before, after and the last epoch; other epochs' rows: {amp_dtype or 'float32'})"})
     where = f"t {args.mcr_t}" if method == 'mcr' else f"epoch {kept['epoch']}, keep={args.keep}"
     was = '' if before['acc'] is None else f"before: ACC {before['acc']:.2f} ASR {before['asr']:.2f} | "
     print(f"{method} done in {seconds:.0f}s | {was}after ({where}): ACC {kept['acc']:.2f} ASR {kept['asr']:.2f} | "

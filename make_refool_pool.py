@@ -24,12 +24,14 @@ from utils.runtime import autocast_dtype, generator, resolve_device, seed_everyt
 
 
 def main():
-    args = config.get_refool_arguments().parse_args()
+    parser = config.get_refool_arguments()
+    args = config.check_finite(parser, parser.parse_args())
+    config.output_file(args.output, '--output', args)
     if not 0 < args.keep <= REFOOL_POOL_SIZE or args.images < 1:
         raise UserError(f'--keep must be in 1..{REFOOL_POOL_SIZE} and --images at least 1')
     seed_everything(args.seed)
     device = resolve_device(args.device)
-    model, ckpt = select_model(args.s_name, args.num_classes, args.model)
+    model, ckpt = select_model(args.s_name, args.num_classes, args.model, args.trust_checkpoint)
     model = model.to(device, memory_format=torch.channels_last)
     x, y = load_dataset(args.dataset, args.data_root or DATA_ROOT)[0]['train']
     others = torch.nonzero(y != args.target_label).flatten()

@@ -20,9 +20,11 @@ from utils.runtime import generator, seed_everything
 
 
 def main():
-    args = config.get_trojan_arguments().parse_args()
+    parser = config.get_trojan_arguments()
+    args = config.check_finite(parser, parser.parse_args())
+    config.output_file(args.output, '--output', args)
     seed_everything(args.seed)
-    model, ckpt = select_model(args.s_name, args.num_classes, args.model)
+    model, ckpt = select_model(args.s_name, args.num_classes, args.model, args.trust_checkpoint)
     x, _ = load_dataset(args.dataset, args.data_root or DATA_ROOT)[0]['train']
     pick = torch.randperm(len(x), generator=generator(args.seed, 'trojan'))[:args.images]
     patch, info = attacks.reverse_engineer_trojan(model, x[pick], args.steps, args.lr, args.neuron)

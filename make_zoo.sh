@@ -18,18 +18,21 @@ CLEAN=weight/clean/WRN-16-1-clean.pth.tar
 ROBUST=weight/clean/WRN-16-1-robust.pth.tar   # the cl attack's --pgd_model (its default)
 CANDIDATES=weight/refool/WRN-16-1-refool-candidates.pth.tar   # Refool with all candidate reflections
 
+# These commands make the files the repository ships: they name every output and pass --replace_shipped.
+SHIP=(--log_root results --replace_shipped)
+
 step() {  # step OUTPUT LOG COMMAND...: run COMMAND unless OUTPUT exists
     local out=$1 log=$2; shift 2
     if [ -f "$out" ]; then echo "have $out"; return; fi
     echo "$(date +%T) $*"; "$@" > "logs/$log.log" 2>&1; tail -n 1 "logs/$log.log"
 }
 
-step $CLEAN clean python train_badnet.py --attack clean --epochs 10 --seed 0
-step triggers/trojan_WRN-16-1.pt trojan_trigger python make_trojan_trigger.py
-step $ROBUST robust python train_badnet.py --attack clean --adv_eps 0.0314 --epochs 5 --seed 0 --output $ROBUST
+step $CLEAN clean python train_badnet.py --attack clean --epochs 10 --seed 0 --output $CLEAN "${SHIP[@]}"
+step triggers/trojan_WRN-16-1.pt trojan_trigger python make_trojan_trigger.py --replace_shipped
+step $ROBUST robust python train_badnet.py --attack clean --adv_eps 0.0314 --epochs 5 --seed 0 --output $ROBUST "${SHIP[@]}"
 step $CANDIDATES refool_candidates python train_badnet.py --attack refool --trigger_type refoolCandidatesTrigger \
-    --epochs 10 --seed 0 --output $CANDIDATES
-step triggers/refool_WRN-16-1.pt refool_selection python make_refool_pool.py --model $CANDIDATES
+    --epochs 10 --seed 0 --output $CANDIDATES "${SHIP[@]}"
+step triggers/refool_WRN-16-1.pt refool_selection python make_refool_pool.py --model $CANDIDATES --replace_shipped
 for attack in ${ATTACKS:-badnets trojan blend cl sig refool}; do
     flags=()
     case $attack in
@@ -39,6 +42,8 @@ for attack in ${ATTACKS:-badnets trojan blend cl sig refool}; do
         sig) epochs=15; flags=(--weight_decay 1e-4 --cutout_length 16) ;;
         *) epochs=15 ;;   # badnets
     esac
-    step weight/s_net/WRN-16-1-$attack.pth.tar $attack python train_badnet.py --attack $attack --epochs $epochs "${flags[@]}" --seed 0
-    step weight/t_net/WRN-16-1-$attack-T.pth.tar teacher_$attack python main.py --attack $attack --make_teacher
+    student=weight/s_net/WRN-16-1-$attack.pth.tar teacher=weight/t_net/WRN-16-1-$attack-T.pth.tar
+    step $student $attack python train_badnet.py --attack $attack --epochs $epochs "${flags[@]}" --seed 0 \
+        --output $student "${SHIP[@]}"
+    step $teacher teacher_$attack python main.py --attack $attack --make_teacher --protocol paper-lr0.01 --t_model $teacher "${SHIP[@]}"
 done

@@ -74,7 +74,7 @@ def run(args, student, train_loader, bn_loader, clean_loader, backdoor_loader, d
     """Train the curve on `train_loader` (augmented clean subset), recompute BatchNorm statistics on
     `bn_loader` (the same images, plain), evaluate along t.
     Returns (rows, row at --mcr_t, model at --mcr_t, seconds)."""
-    end = student if args.mcr_end is None else select_model(args.s_name, args.num_classes, args.mcr_end)[0]
+    end = student if args.mcr_end is None else select_model(args.s_name, args.num_classes, args.mcr_end, args.trust_checkpoint)[0]
     curve = BezierCurve(student, end.to(device, memory_format=torch.channels_last))
     optimizer = torch.optim.SGD(curve.theta, lr=args.mcr_lr, momentum=args.momentum, weight_decay=args.weight_decay)
     loss_fn = curve.loss(generator(args.seed, 'mcr_t'))
@@ -85,7 +85,8 @@ def run(args, student, train_loader, bn_loader, clean_loader, backdoor_loader, d
         timer = Timer()
         lr = args.mcr_lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.mcr_epochs))
         set_lr(optimizer, lr)
-        loss = train_epoch(curve.net, train_loader, loss_fn, optimizer, device, amp_dtype, desc=f'curve {epoch}')
+        loss = train_epoch(curve.net, train_loader, loss_fn, optimizer, device, amp_dtype, desc=f'curve {epoch}',
+                           epoch=f'{epoch} of the curve')
         if epoch % 10 == 0 or epoch in (1, args.mcr_epochs):
             print(f'curve epoch {epoch:3d} | lr {lr:.5f} | loss {loss:.4f} | {timer():5.1f}s', flush=True)
     rows, kept, kept_model = [], None, None
@@ -94,9 +95,10 @@ def run(args, student, train_loader, bn_loader, clean_loader, backdoor_loader, d
         model = curve.model_at(t, bn_loader, device, amp_dtype)
         # the reported point is measured in float32, like every recorded result; the rest of the curve under autocast
         metrics = evaluate(model, clean_loader, backdoor_loader, device, None if t == args.mcr_t else amp_dtype)
-        row = {'t': t, 'acc': metrics['acc'], 'asr': metrics['asr'], 'seconds': timer()}
+        row = {'t': t, 'acc': metrics['acc'], 'asr': metrics['asr'], 'ra': metrics['ra'], 'seconds': timer()}
         rows.append(row)
-        print(f"t {t:.2f} | ACC {row['acc']:6.2f} | ASR {row['asr']:6.2f} | {row['seconds']:5.1f}s", flush=True)
+        print(f"t {t:.2f} | ACC {row['acc']:6.2f} | ASR {row['asr']:6.2f} | RA {row['ra']:6.2f} | {row['seconds']:5.1f}s",
+              flush=True)
         if t == args.mcr_t:
             kept, kept_model = row, model
     return rows, kept, kept_model, total()

@@ -1,24 +1,28 @@
 """Reproduce the paper's Table 1 and its analyses from the shipped model zoo, with one command.
 
-    python reproduce.py                                        # Table 1: 6 attacks x 5 defenses, seed 0
-    python reproduce.py --attacks badnets blend --defenses finetune nad --seeds 0 1 2
+    python reproduce.py                                        # Table 1: 6 attacks x 5 defenses, seeds 0 1 2
+    python reproduce.py --protocols code paper-lr0.01 --defenses finetune nad      # a table per protocol
+    python reproduce.py --attacks badnets blend --defenses finetune nad --seeds 0
     python reproduce.py --analysis curves attention            # see ANALYSES below
     python reproduce.py --analysis all                         # every analysis (hours on a 2-core CPU)
 
 Every run is one `python main.py ...` process (the command is printed first), filed as
-results/grid/<name>.json and .csv with the config that made it. A run whose JSON exists with the same
-settings and the same student checkpoint is skipped, so an interrupted grid resumes where it stopped;
-change a setting or retrain a zoo model and the runs it touches are made again. Table 1 goes to
-results/table1.csv and results/table1.md, our numbers next to the paper's, averaged over --seeds (mean
-and standard deviation); a grid with other attacks, defenses, seeds or epochs is written under a name
-that says so (table_name), never over the full table.
+results/grid/<attack>_<defense>_<protocol>[_epochs<n>]_seed<seed>.json and .csv with the config that
+made it; the name carries every setting that changes the result. NAD's teacher is the attack's zoo model
+fine-tuned under the same protocol and seed (betas 0), made once and reused; it is also the fine-tuning
+cell. A run whose stored files are whole (digest, CSV fingerprint) and were made with the same flags
+from the same student checkpoint is skipped, so an interrupted grid resumes; anything else is made
+again, with one line saying why. Table 1 goes to results/table1_<protocol>.csv and .md, our numbers
+(ASR, ACC, RA; mean and sd over --seeds) next to the paper's; a grid with other attacks, defenses,
+seeds or epochs is written under a name that says so (table_name), never over the full table.
 
-Compute: every run evaluates on the full test sets only after its last epoch (main.py --eval_every 0)
-and takes its 'before' numbers from the zoo checkpoint's record; MCR trains its curve for --mcr_epochs
-(20 here, the paper 100) and evaluates t = 0.3 only. On the 2-core CPU this repository is developed on
-the whole grid takes about 50 minutes (README, "Table 1").
+Compute: every run evaluates on the full test sets only after its last epoch (main.py --eval_every 0);
+'before' is the zoo model measured once per attack; MCR trains its curve for --mcr_epochs (20 here, the
+paper 100) and evaluates t = 0.3 only. On a 2-core AVX2 CPU (float32) a `code` protocol run takes 2-4
+minutes (20 epochs), a `paper-lr0.01` one 1-2 minutes.
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -27,15 +31,16 @@ import sys
 import time
 
 from analyses import ANALYSES
-from config import get_arguments as main_arguments, zoo_paths
+from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
 from data_loader import TABLE3
 from utils import UserError
-from utils.checkpoint import atomic_write, load_checkpoint, write_csv, write_json
+from utils.checkpoint import atomic_write, file_sha256, load_checkpoint, write_csv, write_json
 from utils.cli import run
 
 # main.py runs here, and the checkpoint paths its summaries record are relative to this folder.
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFENSES = ('finetune', 'fineprune', 'mcr', 'nad', 'argd')
+SEEDS = [0, 1, 2]
 NAMES = {'before': 'Before', 'finetune': 'Fine-tuning', 'fineprune': 'Fine-pruning', 'mcr': 'MCR (t=0.3)',
          'nad': 'NAD', 'argd': 'ARGD'}
 ATTACK_NAMES = {'badnets': 'BadNets', 'trojan': 'Trojan', 'blend': 'Blend', 'cl': 'CL', 'sig': 'SIG',
@@ -64,9 +69,12 @@ def get_arguments():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--attacks', nargs='+', default=list(TABLE3), choices=TABLE3)
     p.add_argument('--defenses', nargs='+', default=list(DEFENSES), choices=DEFENSES)
-    p.add_argument('--seeds', nargs='+', type=int, default=[0])
+    p.add_argument('--seeds', nargs='+', type=int, default=SEEDS)
+    p.add_argument('--protocols', nargs='+', default=[DEFAULT_PROTOCOL], choices=list(PROTOCOLS),
+                   help='erasing protocols (config.PROTOCOLS); one Table 1 each, results/table1_<protocol>.*; the '
+                        'analyses use the first')
     p.add_argument('--device', default='auto')
-    p.add_argument('--epochs', type=int, default=None, help="erasing epochs (default: main.py's, 10)")
+    p.add_argument('--epochs', type=int, default=None, help="erasing epochs (default: the protocol's)")
     p.add_argument('--mcr_epochs', type=int, default=20, help='MCR curve-training epochs (the paper: 100)')
     p.add_argument('--analysis', nargs='*', default=[], choices=list(ANALYSES) + ['all'],
                    help='analyses to run instead of the Table 1 grid (see README)')
@@ -85,24 +93,58 @@ def get_arguments():
 # --- one resumable run ---------------------------------------------------------------------------------
 
 class Runner:
-    """Runs main.py (or train_badnet.py) once per named setting, skipping runs whose result file matches."""
+    """Runs main.py (or train_badnet.py) once per named setting, skipping runs whose stored result is
+    whole and was made with the same flags from the same student checkpoint."""
 
     def __init__(self, args):
         self.args, self.grid = args, os.path.join(args.results, 'grid')
         self.made, self.skipped, self.seconds = 0, 0, 0.0
+        self.seen = {}  # result path -> summary (None: planned on --dry_run): each run counted and printed once
 
     def __call__(self, name, flags, need_model=False):
         """`python main.py FLAGS` as result `name`; returns its JSON summary (None on --dry_run). With
-        need_model, a stored run counts only if its erased model is still on disk (the attention maps
-        load it; a grid made on another machine brings its JSON files, not its models)."""
+        need_model, a stored run counts only if its model is still on disk, unchanged (the attention maps
+        and NAD's teacher load it; a grid made on another machine brings its JSON files, not its models).
+        Runs that name no --protocol get the runner's (and it goes into their name); NAD and ARGD runs on a
+        zoo model that name no --t_model get the teacher made under that protocol and seed."""
+        flags = [str(f) for f in flags]
+        if '--protocol' not in flags:
+            flags, name = flags + ['--protocol', self.protocol()], f'{name}_{self.protocol()}'
+        if needs_teacher(flags):
+            teacher = self.teacher(flag(flags, '--attack'), flag(flags, '--seed', '0'), flag(flags, '--protocol'))
+            if teacher is None:  # --dry_run
+                return None
+            flags += ['--t_model', teacher['checkpoint']]
         flags = self.common(flags) + ['--run_name', name, '--checkpoint_root', os.path.join(self.args.models, name)]
         return self.run('main.py', name, flags, os.path.join(self.grid, f'{name}.json'), need_model)
 
-    def defense(self, attack, defense, seed, need_model=False):
-        """A Table 1 run: `defense` on the zoo's `attack` model (shared by the analyses that need one)."""
-        return self(f'{attack}_{defense}_seed{seed}',
-                    ['--attack', attack, '--seed', seed, '--eval_every', 0, *defense_flags(defense, self.args)],
-                    need_model)
+    def protocol(self):
+        """The protocol of the runs the analyses make (the first of --protocols)."""
+        return self.args.protocols[0]
+
+    def cell_name(self, attack, method, seed, protocol):
+        """A Table 1 run's name: every setting that changes its result and is not fixed by the zoo."""
+        epochs = '' if self.args.epochs is None else f'_epochs{self.args.epochs}'
+        mcr = f'_mcr{self.args.mcr_epochs}' if method == 'mcr' else ''
+        return f'{attack}_{method}_{protocol}{epochs}{mcr}_seed{seed}'
+
+    def teacher(self, attack, seed, protocol=None):
+        """The attack's zoo model fine-tuned under `protocol` on seed's clean subset (all betas 0): NAD's
+        teacher, and Table 1's fine-tuning cell. Made once per (attack, protocol, seed, epochs), then reused."""
+        protocol = protocol or self.protocol()
+        name = self.cell_name(attack, 'teacher', seed, protocol)
+        path = os.path.join(self.args.models, name, 'teacher.pth.tar')
+        return self(name, ['--attack', attack, '--protocol', protocol, '--seed', seed, '--eval_every', 0,
+                           '--make_teacher', '--t_model', path], need_model=True)
+
+    def defense(self, attack, defense, seed, need_model=False, protocol=None):
+        """A Table 1 run: `defense` on the zoo's `attack` model under `protocol` (shared by the analyses)."""
+        protocol = protocol or self.protocol()
+        if defense == 'finetune':  # fine-tuning is the teacher run: the same command line, betas 0
+            return self.teacher(attack, seed, protocol)
+        flags = ['--attack', attack, '--protocol', protocol, '--seed', seed, '--eval_every', 0,
+                 *defense_flags(defense, self.args)]
+        return self(self.cell_name(attack, defense, seed, protocol), flags, need_model)
 
     def train(self, name, flags):
         """`python train_badnet.py FLAGS` (FLAGS must name --output <dir>/<name>.pth.tar)."""
@@ -112,13 +154,19 @@ class Runner:
         flags = [str(f) for f in flags]
         if self.args.epochs is not None and '--epochs' not in flags:
             flags += ['--epochs', str(self.args.epochs)]
-        return flags + ['--device', self.args.device, '--log_root', self.grid]
+        # --replace_shipped: this is the command that makes results/ (a stale run there is made again)
+        return flags + ['--device', self.args.device, '--log_root', self.grid, '--replace_shipped']
 
     def run(self, script, name, flags, path, need_model=False):
-        summary = self.load_if_same(path, flags)
-        if summary is not None and need_model and not os.path.isfile(os.path.join(ROOT, summary['checkpoint'])):
-            print(f'  {name}: stored, but its model {summary["checkpoint"]} is not here: running it again', flush=True)
-            summary = None
+        if path in self.seen:
+            return self.seen[path]
+        self.seen[path] = self.make(script, name, flags, path, need_model)
+        return self.seen[path]
+
+    def make(self, script, name, flags, path, need_model):
+        summary, why = stored_run(path, flags, need_model)
+        if why:
+            print(f'  {name}: the stored run {why}: running it again', flush=True)
         if summary is not None:
             self.skipped += 1
             return summary
@@ -138,22 +186,72 @@ class Runner:
         with open(path) as f:
             summary = json.load(f)
         summary['flags'], summary['wall_seconds'] = flags, wall
-        write_json(path, summary)
+        seal(summary, path)
         result = summary.get('after') or summary.get('final')
         print(f"  {name}: ACC {result['acc']:.2f} ASR {result['asr']:.2f} | {wall:.0f}s "
               f"(so far {self.seconds / 60:.1f} min for {self.made} runs)", flush=True)
         return summary
 
-    @staticmethod
-    def load_if_same(path, flags):
-        """The stored summary if `path` exists and was made with exactly these flags from the student
-        checkpoint as it is now (a retrained zoo model makes its runs again)."""
-        try:
-            with open(path) as f:
-                summary = json.load(f)
-        except (OSError, ValueError):
-            return None
-        return summary if summary.get('flags') == flags and same_student(summary) else None
+
+def flag(flags, name, default=None):
+    """The value given to `name` in a flag list (the last one wins, as in argparse)."""
+    at = [i for i, f in enumerate(flags) if f == name]
+    return flags[at[-1] + 1] if at else default
+
+
+def needs_teacher(flags):
+    """A distillation run on a zoo model (--attack) with no teacher named."""
+    return (flag(flags, '--defense', 'nad') in ('nad', 'argd') and '--attack' in flags and '--t_model' not in flags
+            and '--make_teacher' not in flags and '--s_model' not in flags)
+
+
+def digest(summary):
+    """sha256 of a summary's content (without its own digest): any later edit changes it."""
+    body = {k: v for k, v in summary.items() if k != 'digest'}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def seal(summary, path):
+    """Record the fingerprints of the run's CSV and model, and the summary's own digest, then write it."""
+    summary['csv_sha256'] = file_sha256(os.path.splitext(path)[0] + '.csv')
+    model = summary.get('checkpoint')
+    summary['checkpoint_sha256'] = file_sha256(os.path.join(ROOT, model)) if model else None
+    summary['digest'] = digest(summary)
+    write_json(path, summary)
+
+
+def stored_run(path, flags, need_model=False):
+    """(summary, None) when the run stored at `path` is whole and was made with exactly these flags from
+    the student checkpoint as it is now; else (None, why it is not done), why being None when nothing is
+    stored. Never raises: an unreadable, edited or inconsistent run is simply made again."""
+    if not os.path.exists(path):
+        return None, None
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError) as e:
+        return None, f'is unreadable ({type(e).__name__})'
+    if not isinstance(summary, dict):
+        return None, f'is not a JSON object (a {type(summary).__name__})'
+    result = summary.get('after') or summary.get('final')
+    if not isinstance(result, dict) or not all(isinstance(result.get(k), (int, float)) for k in ('acc', 'asr')) \
+            or not isinstance(summary.get('config'), dict) or 'digest' not in summary:
+        return None, 'lacks keys a finished run has'
+    if summary['digest'] != digest(summary):
+        return None, 'was edited after it was made'
+    if summary.get('csv_sha256') != file_sha256(os.path.splitext(path)[0] + '.csv'):
+        return None, 'and its CSV disagree'
+    if summary.get('flags') != flags:
+        return None, 'was made with other flags'
+    if not same_student(summary):
+        return None, 'was made from another student checkpoint'
+    teacher = summary.get('teacher_checkpoint')
+    if isinstance(teacher, dict) and file_sha256(os.path.join(ROOT, str(teacher.get('path')))) != teacher.get('sha256'):
+        return None, 'was taught by a teacher that has changed since'
+    if need_model and (not summary.get('checkpoint') or summary.get('checkpoint_sha256') is None or
+                       file_sha256(os.path.join(ROOT, summary['checkpoint'])) != summary['checkpoint_sha256']):
+        return None, f"has no model {summary.get('checkpoint')} here, or another one"
+    return summary, None
 
 
 def same_student(summary):
@@ -161,12 +259,9 @@ def same_student(summary):
     record = summary.get('student_checkpoint')
     if record is None:  # a train_badnet.py run: its flags say everything
         return True
-    path = os.path.join(ROOT, record['path'])
-    try:
-        ckpt = load_checkpoint(path)
-    except UserError:
+    if not isinstance(record, dict) or not isinstance(record.get('path'), str):
         return False
-    return all(ckpt.get(key) == record[key] for key in ('epoch', 'acc', 'asr'))
+    return record.get('sha256') is not None and file_sha256(os.path.join(ROOT, record['path'])) == record['sha256']
 
 
 # --- Table 1 ---------------------------------------------------------------------------------------------
@@ -177,10 +272,38 @@ def defense_flags(defense, args):
     return ['--defense', defense]
 
 
-def zoo_before(attack):
-    """ACC and ASR of the zoo's backdoored model, as train_badnet.py measured them on the test sets."""
-    ckpt = load_checkpoint(zoo_paths(attack)[0])
-    return ckpt['acc'], ckpt['asr']
+def zoo_before(args, attack):
+    """ACC, ASR and RA of the zoo's backdoored model, measured once in float32 and stored beside the grid
+    (grid/<attack>_before.json, with the checkpoint's sha256: a retrained model is measured again)."""
+    path = zoo_paths(attack)[0]
+    sha, stored = file_sha256(os.path.join(ROOT, path)), os.path.join(args.results, 'grid', f'{attack}_before.json')
+    try:
+        with open(stored) as f:
+            record = json.load(f)
+        if isinstance(record, dict) and record.get('sha256') == sha and \
+                all(isinstance(record.get(k), (int, float)) for k in ('acc', 'asr', 'ra')):
+            return record
+    except (OSError, ValueError):
+        pass
+    if args.dry_run:
+        ckpt = load_checkpoint(os.path.join(ROOT, path))
+        return {'acc': ckpt['acc'], 'asr': ckpt['asr'], 'ra': None}
+    import config
+    from data_loader import DATA_ROOT, load_dataset
+    from models import select_model
+    from utils.cli import test_loaders
+    from utils.engine import evaluate
+    from utils.runtime import resolve_device
+    margs = config.parse(config.get_arguments(), ['--attack', attack])
+    device = resolve_device(args.device)
+    data = load_dataset(margs.dataset, margs.data_root or DATA_ROOT)[0]
+    model = select_model(margs.s_name, margs.num_classes, os.path.join(ROOT, path))[0].to(device)
+    metrics = evaluate(model, *test_loaders(margs, data, device), device)
+    record = {'attack': attack, 'checkpoint': path, 'sha256': sha, **metrics}
+    write_json(stored, record)
+    print(f"  {attack}: the zoo model measured: ACC {record['acc']:.2f} ASR {record['asr']:.2f} RA {record['ra']:.2f}",
+          flush=True)
+    return record
 
 
 def mean_std(values):
@@ -188,42 +311,54 @@ def mean_std(values):
     return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
 
 
+METRICS = ('asr', 'acc', 'ra')
+
+
 def table1(args, runner):
+    for protocol in args.protocols:
+        table1_for(args, runner, protocol)
+
+
+def table1_for(args, runner, protocol):
     rows = []
     for attack in args.attacks:
-        acc, asr = zoo_before(attack)
-        rows.append(row(attack, 'before', [acc], [asr], [0.0]))
+        rows.append(row(attack, 'before', [zoo_before(args, attack)], [0.0]))
         for defense in args.defenses:
-            runs = [runner.defense(attack, defense, seed) for seed in args.seeds]
+            runs = [runner.defense(attack, defense, seed, protocol=protocol) for seed in args.seeds]
             if args.dry_run:
                 continue
-            rows.append(row(attack, defense, [r['after']['acc'] for r in runs], [r['after']['asr'] for r in runs],
+            rows.append(row(attack, defense, [r['after'] for r in runs],
                             [r.get('wall_seconds', r['seconds']) for r in runs]))
     if args.dry_run:
         return
     for column in ['before', *args.defenses]:  # the paper's average row, over the attacks run
         cells = [r for r in rows if r['defense'] == column]
         rows.append({'attack': 'average', 'defense': column, 'seeds': cells[0]['seeds'],
-                     **{k: sum(c[k] for c in cells) / len(cells) for k in ('acc', 'acc_std', 'asr', 'asr_std')},
+                     **{f'{m}{s}': average([c[f'{m}{s}'] for c in cells]) for m in METRICS for s in ('', '_std')},
                      'paper_asr': average_paper(column, args.attacks, 0),
                      'paper_acc': average_paper(column, args.attacks, 1),
                      'seconds': sum(c['seconds'] for c in cells)})
-    name = table_name(args)
+    name = table_name(args, protocol)
     write_csv(os.path.join(args.results, f'{name}.csv'), rows)
-    markdown = table1_markdown(rows, args)
+    markdown = table1_markdown(rows, args, protocol)
     atomic_write(os.path.join(args.results, f'{name}.md'), lambda f: f.write(markdown.encode()))
     print(markdown + f'wrote {os.path.join(args.results, name)}.csv and .md')
 
 
-def table_name(args):
-    """table1 for the whole grid at the default settings; any other grid is named for what it changed, so a
-    subset or a trial never overwrites the full table (e.g. table1_badnets-trojan_finetune-nad_epochs1)."""
-    parts = ['table1']
+def average(values):
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def table_name(args, protocol):
+    """table1_<protocol> for the whole grid at the default settings; any other grid is named for what it
+    changed, so a subset or a trial never overwrites the full table (e.g.
+    table1_code_badnets-trojan_finetune-nad_epochs1)."""
+    parts = ['table1', protocol]
     if sorted(args.attacks) != sorted(TABLE3):
         parts.append('-'.join(args.attacks))
     if sorted(args.defenses) != sorted(DEFENSES):
         parts.append('-'.join(args.defenses))
-    if args.seeds != [0]:
+    if args.seeds != SEEDS:
         parts.append('seeds' + '-'.join(map(str, args.seeds)))
     if args.epochs is not None:
         parts.append(f'epochs{args.epochs}')
@@ -232,11 +367,14 @@ def table_name(args):
     return '_'.join(parts)
 
 
-def row(attack, defense, accs, asrs, seconds):
-    (acc, acc_std), (asr, asr_std) = mean_std(accs), mean_std(asrs)
+def row(attack, defense, results, seconds):
+    """One Table 1 cell: mean and sd over seeds of each metric (None where a result lacks it)."""
     paper = PAPER[attack].get(defense, (None, None))
-    return {'attack': attack, 'defense': defense, 'seeds': len(accs), 'acc': acc, 'acc_std': acc_std, 'asr': asr,
-            'asr_std': asr_std, 'paper_asr': paper[0], 'paper_acc': paper[1], 'seconds': sum(seconds)}
+    cell = {'attack': attack, 'defense': defense, 'seeds': len(results)}
+    for m in METRICS:
+        values = [r.get(m) for r in results]
+        cell[m], cell[f'{m}_std'] = mean_std(values) if None not in values else (None, None)
+    return {**cell, 'paper_asr': paper[0], 'paper_acc': paper[1], 'seconds': sum(seconds)}
 
 
 def average_paper(defense, attacks, i):
@@ -249,24 +387,28 @@ def average_paper(defense, attacks, i):
     return sum(values) / len(values)
 
 
-def table1_markdown(rows, args):
+def table1_markdown(rows, args, protocol):
     columns = ['before', *args.defenses]
     seeds = len(args.seeds)
     head = '| attack | ' + ' | '.join(NAMES[c] for c in columns) + ' |'
-    defaults = main_arguments()  # main.py's own defaults, so the caption follows config.py
-    epochs, lr = args.epochs or defaults.get_default('epochs'), defaults.get_default('lr')
-    lines = [f'ASR / ACC in %, ours (paper). WRN-16-1, CIFAR-10, 5% clean data; {seeds} seed(s) '
-             f"{' '.join(map(str, args.seeds))}" + (', mean +- std' if seeds > 1 else '') +
-             f'. {epochs} epochs at lr {lr:g} (the paper: lr 0.1); MCR {args.mcr_epochs} curve epochs (the paper: '
-             '100). Before: the zoo model as trained. Refool: CIFAR-10 here, GTSRB in the paper. '
-             'ARGD is not in the paper.', '',
+    p = PROTOCOLS[protocol]
+    epochs = args.epochs or p['epochs']
+    lines = [f'ASR / ACC / RA in %, ours (the paper\'s ASR / ACC). WRN-16-1, CIFAR-10, 5% clean data; protocol '
+             f"{protocol}: {epochs} epochs, lr {p['lr']:g} x{p['gamma']:g} at epochs {p['schedule']}"
+             f"{', Nesterov' if p['nesterov'] else ''}, weight decay {p['weight_decay']:g}, Cutout {p['cutout_length']}; "
+             f"{seeds} seed(s) {' '.join(map(str, args.seeds))}" + (', mean +- sd' if seeds > 1 else '') +
+             f'. MCR {args.mcr_epochs} curve epochs (the paper: 100). Before: the zoo model. Fine-tuning is also '
+             "NAD's teacher. Refool: CIFAR-10 here, GTSRB in the paper. ARGD is not in the paper.", '',
              head, '|' + '---|' * (len(columns) + 1)]
 
+    def number(r, m):
+        if r[m] is None:
+            return '-'
+        return f'{r[m]:.2f}' if seeds == 1 or r['defense'] == 'before' else f"{r[m]:.2f}+-{r[f'{m}_std']:.2f}"
+
     def cell(r):
-        ours = f"{r['asr']:.2f} / {r['acc']:.2f}" if seeds == 1 or r['defense'] == 'before' else \
-            f"{r['asr']:.2f}+-{r['asr_std']:.2f} / {r['acc']:.2f}+-{r['acc_std']:.2f}"
         paper = f" ({r['paper_asr']:.2f} / {r['paper_acc']:.2f})" if r['paper_asr'] is not None else ''
-        return ours + paper
+        return ' / '.join(number(r, m) for m in METRICS) + paper
     for attack in [*args.attacks, 'average']:
         by_defense = {r['defense']: r for r in rows if r['attack'] == attack}
         name = ATTACK_NAMES.get(attack, attack)

@@ -9,8 +9,8 @@
 
 Standard augmentation (random crop with padding 4, horizontal flip) is on by default; --no-augment
 trains as the original code did. The schedule is SGD with a linear warm-up and linear decay to 0.
-Prints one line per epoch and saves the model (atomically) after every epoch, with its epoch, ACC,
-ASR and the full config.
+Prints one line per epoch; at the end saves the model with its ACC, ASR, RA and full config, and the
+per-epoch CSV and JSON summary, as one unit.
 """
 import os
 
@@ -19,17 +19,20 @@ import torch
 import config
 from data_loader import BatchLoader, DatasetBD
 from models import build_model, select_model
-from utils.checkpoint import save_checkpoint, write_csv, write_json
+from utils.checkpoint import checkpoint_bytes, csv_bytes, json_bytes, sha256, write_together
 from utils.cli import Timer, epoch_line, run, setup, test_loaders
 from utils.engine import cross_entropy_loss, evaluate, train_epoch
 from utils.runtime import generator
 
 
 def default_output(args):
-    if args.attack:
-        return config.zoo_paths(args.attack, args.s_name)[0]
-    return os.path.join('weight', 's_net', f'{args.s_name}-{args.trigger_type}-{args.target_type}-'
-                                           f'{args.target_label}.pth.tar')
+    """Under the git-ignored runs/weights/: the zoo's files are replaced only by make_zoo.sh's commands."""
+    name = args.attack if args.attack else f'{args.trigger_type}-{args.target_type}-{args.target_label}'
+    return os.path.join('runs', 'weights', f'{args.s_name}-{name}.pth.tar')
+
+
+def run_name(args):
+    return os.path.splitext(os.path.basename(args.output))[0].removesuffix('.pth')
 
 
 def poisoned_training_set(args, x, y, device, amp_dtype):
@@ -52,8 +55,10 @@ def poisoned_training_set(args, x, y, device, amp_dtype):
 def main():
     args = config.parse(config.get_badnet_arguments())
     args.output = args.output or default_output(args)
+    log = os.path.join(args.log_root, f'badnet_{run_name(args)}')
+    config.check_paths(args, [('output', args.output), ('log_root', log + '.csv'), ('log_root', log + '.json')])
     # A bad --init checkpoint fails here, before the data are loaded.
-    model = select_model(args.s_name, args.num_classes, args.init)[0] if args.init else None
+    model = select_model(args.s_name, args.num_classes, args.init, args.trust_checkpoint)[0] if args.init else None
     device, amp_dtype, data = setup(args)
     if model is None:  # random weights, drawn after setup() has seeded everything
         model = build_model(args.s_name, args.num_classes)
@@ -81,24 +86,28 @@ def main():
     for epoch in range(1, args.epochs + 1):
         timer = Timer()
         loss = train_epoch(model, train_loader, loss_fn, optimizer, device, amp_dtype,
-                           desc=f'epoch {epoch}', lr_at=lambda f: lr_at(epoch - 1 + f))
+                           desc=f'epoch {epoch}', lr_at=lambda f: lr_at(epoch - 1 + f), epoch=epoch)
         # The last epoch is measured in float32, so the ACC/ASR the checkpoint records reproduce on any
         # device (bfloat16 inference moves a few test images across the decision boundary).
         last = epoch == args.epochs
         metrics = evaluate(model, clean_loader, backdoor_loader, device, None if last else amp_dtype)
         mid_lr = lr_at(epoch - 0.5)  # the lr changes every step; report the epoch's midpoint
         rows.append({'epoch': epoch, 'lr': mid_lr, 'loss': loss, 'acc': metrics['acc'],
-                     'asr': metrics['asr'], 'seconds': timer()})
+                     'asr': metrics['asr'], 'ra': metrics['ra'], 'seconds': timer()})
         print(epoch_line(epoch, mid_lr, loss, metrics, timer()), flush=True)
-        save_checkpoint(args.output, model, args.s_name, args.num_classes, epoch=epoch,
-                        acc=metrics['acc'], asr=metrics['asr'], config=vars(args),
-                        poison_idx=poison_idx.tolist(), train_seconds=total(), device=str(device),
-                        eval_precision='float32' if last else str(amp_dtype or 'float32'))
 
-    name = os.path.splitext(os.path.basename(args.output))[0].removesuffix('.pth')
-    write_csv(os.path.join(args.log_root, f'badnet_{name}.csv'), rows)
-    write_json(os.path.join(args.log_root, f'badnet_{name}.json'),
-               {'config': vars(args), 'final': rows[-1], 'seconds': total(), 'checkpoint': args.output})
+    # The model, its per-epoch CSV and JSON summary are written once, at the end, as one unit: an
+    # interrupted or diverged run leaves nothing that could pass for a finished model.
+    name = run_name(args)
+    model_bytes = checkpoint_bytes(model, args.s_name, args.num_classes, epoch=args.epochs, acc=rows[-1]['acc'],
+                                   asr=rows[-1]['asr'], ra=rows[-1]['ra'], config=vars(args),
+                                   poison_idx=poison_idx.tolist(), train_seconds=total(), device=str(device),
+                                   eval_precision='float32')
+    table = csv_bytes(rows)
+    summary = {'config': vars(args), 'final': rows[-1], 'seconds': total(), 'checkpoint': args.output,
+               'checkpoint_sha256': sha256(model_bytes), 'csv_sha256': sha256(table)}
+    write_together([(args.output, model_bytes), (os.path.join(args.log_root, f'badnet_{name}.csv'), table),
+                    (os.path.join(args.log_root, f'badnet_{name}.json'), json_bytes(summary))])
     print(f"saved {args.output}: ACC {rows[-1]['acc']:.2f} ASR {rows[-1]['asr']:.2f} "
           f'after {args.epochs} epochs in {total():.0f}s', flush=True)
 

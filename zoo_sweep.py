@@ -89,7 +89,7 @@ def variants(args):
             path = os.path.join(args.out, f'{name}.pth.tar')
             out.append(Variant(name, a, epochs, seed, path, ['--attack', a, '--epochs', epochs, *extra, '--seed', seed,
                                                              '--device', args.device, '--output', path,
-                                                             '--log_root', args.results]))
+                                                             '--log_root', args.results, '--replace_shipped']))
     return out
 
 

@@ -15,14 +15,15 @@ def build_model(name, num_classes=10):
     return WideResNet(depth=int(match[1]), num_classes=num_classes, widen_factor=int(match[2]))
 
 
-def select_model(name, num_classes=10, checkpoint=None):
-    """Build WRN `name`; with `checkpoint`, load its weights, refusing another architecture or class count.
+def select_model(name, num_classes=10, checkpoint=None, trust=False):
+    """Build WRN `name`; with `checkpoint`, load its weights, refusing another architecture or class count,
+    non-finite weights, and (unless `trust`) a file that would run code as it loads.
 
     Returns (model, checkpoint dict or None)."""
     model = build_model(name, num_classes)
     if checkpoint is None:
         return model, None
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, trust)
     arch, classes = ckpt.get('arch', name), ckpt.get('num_classes', num_classes)
     if arch != name or classes != num_classes:
         raise UserError(f'checkpoint {checkpoint} holds a {arch} with {classes} classes, '

@@ -13,13 +13,13 @@ class FakeRunner:
     def __init__(self, acc=lambda name: 82.0):
         self.acc, self.runs = acc, []
 
-    def __call__(self, name, flags):
+    def __call__(self, name, flags, need_model=False):
         self.runs.append((name, [str(f) for f in flags]))
         return {'before': {'acc': 85.0, 'asr': 100.0}, 'after': {'acc': self.acc(name), 'asr': 5.0},
                 'checkpoint': f'/erased/{name}.tar'}
 
-    def defense(self, attack, defense, seed, need_model=False):
-        return self(f'{attack}_{defense}_seed{seed}', [])
+    def defense(self, attack, defense, seed, need_model=False, protocol=None):
+        return self(f'{attack}_{defense}_seed{seed}' + (f'_{protocol}' if protocol else ''), [])
 
 
 def arguments(tmp_path, **kw):
@@ -95,3 +95,26 @@ def test_all2all_trains_its_model_from_scratch_the_zoos_way(tmp_path):
     flags = dict(runner.runs)['train all2all']
     assert '--init' not in flags and flags[flags.index('--epochs') + 1] == str(analyses.BACKDOOR_EPOCHS)
     assert [name for name, _ in runner.runs][1:] == ['all2all_seed0_teacher', 'all2all_seed0_finetune', 'all2all_seed0_nad']
+
+
+def test_tradeoff_sweeps_the_code_schedules_lr_with_each_lrs_own_teacher(tmp_path):
+    runner = FakeRunner(acc=lambda name: 70.0 + 3 * len(name) % 17)
+    analyses.tradeoff(arguments(tmp_path, seeds=[0, 1]), runner)
+    names = [n for n, _ in runner.runs]
+    assert 'badnets_nad_seed1_code' in names and 'tradeoff_badnets_nad_lr0.003_seed1' in names   # lr 0.1: Table 1's
+    for name, flags in runner.runs:
+        if name.startswith('tradeoff_badnets_nad_lr'):
+            lr = name.split('_lr')[1].split('_')[0]
+            assert flags[flags.index('--t_model') + 1] == f'/erased/tradeoff_badnets_finetune_lr{lr}_seed{name[-1]}.tar'
+            assert flags[flags.index('--protocol') + 1] == 'code' and flags[flags.index('--lr') + 1] == lr
+    assert len(rows(tmp_path / 'tradeoff.csv')) == 2 * 4 * 2     # 2 defenses x 4 lrs x 2 seeds
+    assert (tmp_path / 'tradeoff.png').stat().st_size > 1000 and rows(tmp_path / 'tradeoff_summary.csv')
+
+
+def test_matched_difference_reads_fine_tunings_curve_at_nads_acc():
+    ft = [(70, 0), (80, 10), (85, 50)]
+    rows = [{'seed': 0, 'method': 'finetune', 'acc': a, 'asr': s} for a, s in ft] + \
+        [{'seed': 0, 'method': 'nad', 'acc': a, 'asr': s} for a, s in ((75, 2), (84, 30), (90, 60))]
+    result = analyses.matched_difference(rows)       # 2 - 5 and 30 - 42; ACC 90 is beyond fine-tuning's curve
+    assert result['matched_runs'] == 2 and result['nad_minus_ft_asr'] == -7.5
+    assert abs(result['sd'] - 6.3640) < 1e-3

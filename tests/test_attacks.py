@@ -179,6 +179,8 @@ def test_attack_presets_are_the_papers_table_3():
         assert m.t_model.endswith(f'weight/t_net/WRN-16-1-{name}-T.pth.tar')
     assert {dl.ATTACKS[n]['target_type'] for n in ('cl', 'sig', 'refool')} == {'cleanLabel'}
     assert dl.ATTACKS['all2all']['target_type'] == 'all2all'
+    assert dl.ATTACKS['refool_pl'] == {'trigger_type': 'refoolTrigger', 'target_type': 'all2one',
+                                       'inject_portion': 0.08}   # poison-label Refool, BackdoorBench's way
 
 
 def test_explicit_flags_win_over_an_attack_preset():

@@ -52,7 +52,7 @@ def wrn_16_2(tmp_path_factory):
 
 
 @pytest.mark.parametrize('argv,message', [
-    (['main.py', '--s_model', '/no/such/file.tar'], 'checkpoint not found'),
+    (['main.py', '--s_model', '/no/such/file.tar'], '--s_model /no/such/file.tar: no such file'),
     (['main.py', '--ratio', '0'], 'must be in (0, 1]'),
     (['main.py', '--beta1', '-5'], 'must not be negative'),
     (['main.py', '--trigger_type', 'laser'], 'unknown trigger'),

@@ -180,9 +180,11 @@ def test_the_before_row_comes_from_the_record_only_when_it_is_the_same_measureme
     record = {'acc': 84.47, 'asr': 99.96, 'config': {'trigger_type': 'gridTrigger', 'target_type': 'all2one',
                                                      'target_label': 5, 'trigger_alpha': None}}
     fast = nad('--eval_every', '0')
-    assert known_before(fast, 'nad', record) == ({'acc': 84.47, 'asr': 99.96}, 'student checkpoint record')
+    assert known_before(fast, 'nad', record) == ({'acc': 84.47, 'asr': 99.96, 'ra': None}, 'student checkpoint record')
+    assert known_before(fast, 'nad', {**record, 'ra': 0.5})[0]['ra'] == 0.5      # RA too, where recorded
     assert known_before(nad(), 'nad', record) == (None, 'measured')                       # evaluated every epoch
     assert known_before(nad('--eval_every', '0', '--trigger_type', 'squareTrigger'), 'nad', record)[0] is None
     assert known_before(fast, 'nad', {'state_dict': {}}) == (None, 'measured')             # nothing recorded
     scratch = nad('--make_teacher', '--teacher_from_scratch')
-    assert known_before(scratch, 'teacher', record) == ({'acc': None, 'asr': None}, 'not measured (fresh initialisation)')
+    assert known_before(scratch, 'teacher', record) == ({'acc': None, 'asr': None, 'ra': None},
+                                                        'not measured (fresh initialisation)')

@@ -64,12 +64,14 @@ def test_one_nad_epoch_writes_results_and_checkpoint(tmp_path, loaders):
     lines = [l for l in result.stdout.splitlines() if l.startswith('epoch')]
     assert len(lines) == 2 and 'ACC' in lines[1] and 'ASR' in lines[1]
     assert 'nad done' in result.stdout and 'before: ACC' in result.stdout
+    assert 'eval clean' in result.stderr and 'eval triggered' in result.stderr   # evaluation shows a bar
+    assert 'RA ' in lines[1]
     summary = json.loads((tmp_path / 'r' / 'nad_WRN-16-1-S-model_best_seed3.json').read_text())
     assert summary['config']['seed'] == 3 and summary['method'] == 'nad' and summary['at_form'] == 'code'
     assert summary['before']['asr'] >= 99.0
     assert summary['after']['asr'] < summary['before']['asr']   # one epoch of NAD already cuts the ASR
     csv_rows = (tmp_path / 'r' / 'nad_WRN-16-1-S-model_best_seed3.csv').read_text().splitlines()
-    assert csv_rows[0] == 'epoch,lr,loss,acc,asr,seconds' and len(csv_rows) == 3
+    assert csv_rows[0] == 'epoch,lr,loss,acc,asr,ra,seconds' and len(csv_rows) == 3
     model, ckpt = select_model('WRN-16-1', 10, str(tmp_path / 'w' / 'WRN-16-1.tar'))
     assert ckpt['epoch'] == 1 and ckpt['keep_rule'] == 'last' and ckpt['config']['beta3'] == 1000
     # The recorded result is a float32 measurement: it reproduces exactly (bfloat16 would not, on any device).
@@ -124,7 +126,7 @@ def test_mcr_curve_reproduces_endpoints_on_real_data(tmp_path):
     out = run_defense(tmp_path, '--defense', 'mcr', '--mcr_epochs', '1', '--mcr_points', '0', '1')
     assert 'mcr done' in out
     curve = (tmp_path / 'r' / 'mcr_WRN-16-1-S-model_best_seed0_curve.csv').read_text().splitlines()
-    assert curve[0] == 't,acc,asr,seconds' and [r.split(',')[0] for r in curve[1:]] == ['0.0', '0.3', '1.0']
+    assert curve[0] == 't,acc,asr,ra,seconds' and [r.split(',')[0] for r in curve[1:]] == ['0.0', '0.3', '1.0']
     summary = json.loads((tmp_path / 'r' / 'mcr_WRN-16-1-S-model_best_seed0.json').read_text())
     t0, t1 = summary['curve'][0], summary['curve'][-1]
     assert (t0['acc'], t0['asr']) == (t1['acc'], t1['asr'])      # both ends are the backdoored model
@@ -134,3 +136,19 @@ def test_mcr_curve_reproduces_endpoints_on_real_data(tmp_path):
     assert t0['acc'] == pytest.approx(summary['before']['acc'], abs=0.3)
     assert t0['asr'] == pytest.approx(summary['before']['asr'], abs=0.3)
     assert (tmp_path / 'r' / 'mcr_WRN-16-1-S-model_best_seed0_curve.png').stat().st_size > 1000
+
+
+def test_the_same_seed_twice_gives_the_same_numbers_and_weights(tmp_path):
+    def nad(name):
+        result = subprocess.run([sys.executable, 'main.py', '--epochs', '2', '--ratio', '0.02', '--eval_every', '0',
+                                 '--device', 'cpu', '--seed', '4', '--run_name', name, '--log_root', str(tmp_path),
+                                 '--checkpoint_root', str(tmp_path / name)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        summary = json.loads((tmp_path / f'{name}.json').read_text())
+        return summary, select_model('WRN-16-1', 10, str(tmp_path / name / 'WRN-16-1.tar'))[0].state_dict()
+    (first, weights1), (second, weights2) = nad('a'), nad('b')
+    assert [(r['loss'], r['acc'], r['asr'], r['ra']) for r in first['epochs']] == \
+        [(r['loss'], r['acc'], r['asr'], r['ra']) for r in second['epochs']]
+    assert first['epochs'][-1]['loss'] is not None and first['after']['ra'] is not None
+    assert all(torch.equal(weights1[k], weights2[k]) for k in weights1)

@@ -1,21 +1,24 @@
-"""reproduce.py on real CIFAR-10: a 2-attack x 2-defense grid of one epoch each writes Table 1's files in
-the paper's layout, and a second call resumes (runs nothing) unless a setting changed."""
+"""reproduce.py: a 1-attack x 2-seed grid of one epoch on real CIFAR-10 writes Table 1's files with mean and
+sd over the seeds, makes each teacher once and reuses it; a second call resumes (runs nothing) unless a
+setting changed; a stored run that is unreadable, edited or inconsistent is made again, never a crash."""
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from reproduce import Runner, digest, get_arguments, same_student, seal, stored_run, table_name
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TABLE = 'table1_badnets-trojan_finetune-nad_epochs1'  # the name a subset's table gets
+TABLE = 'table1_code_badnets_finetune-nad_seeds0-1_epochs1'  # the name a subset's table gets
 
 
 def reproduce(tmp_path, *flags):
-    result = subprocess.run([sys.executable, 'reproduce.py', '--attacks', 'badnets', 'trojan',
-                             '--defenses', 'finetune', 'nad', '--epochs', '1', '--device', 'cpu',
+    result = subprocess.run([sys.executable, 'reproduce.py', '--attacks', 'badnets', '--protocols', 'code',
+                             '--defenses', 'finetune', 'nad', '--seeds', '0', '1', '--epochs', '1', '--device', 'cpu',
                              '--results', str(tmp_path / 'results'), '--models', str(tmp_path / 'models'), *flags],
                             cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -28,75 +31,138 @@ def grid(tmp_path_factory):
     return tmp_path, reproduce(tmp_path)
 
 
-def test_grid_writes_table1_in_the_papers_layout(grid):
+@pytest.mark.e2e
+def test_grid_writes_table1_with_mean_and_sd_over_seeds(grid):
     tmp_path, out = grid
-    assert 'reproduce: 4 runs made' in out
-    assert not (tmp_path / 'results' / 'table1.csv').exists()    # a subset never overwrites the full table
+    assert 'reproduce: 4 runs made' in out                       # 2 teachers (= fine-tuning) + 2 NAD runs
+    assert out.count('--make_teacher') == 2                       # one teacher per (attack, protocol, seed)
+    assert not (tmp_path / 'results' / 'table1_code.csv').exists()  # a subset never overwrites the full table
     with open(tmp_path / 'results' / f'{TABLE}.csv') as f:
-        rows = list(csv.DictReader(f))
-    cells = {(r['attack'], r['defense']): r for r in rows}
-    assert sorted(cells) == sorted((a, d) for a in ('badnets', 'trojan', 'average')
-                                   for d in ('before', 'finetune', 'nad'))
-    assert float(cells['badnets', 'before']['asr']) > 95          # the zoo model's own record
+        cells = {(r['attack'], r['defense']): r for r in csv.DictReader(f)}
+    assert sorted(cells) == sorted((a, d) for a in ('badnets', 'average') for d in ('before', 'finetune', 'nad'))
+    runs = {(d, s): json.loads((tmp_path / 'results' / 'grid' / f'badnets_{d}_code_epochs1_seed{s}.json').read_text())
+            for d in ('teacher', 'nad') for s in (0, 1)}
+    for defense, stored in (('finetune', 'teacher'), ('nad', 'nad')):
+        for metric in ('acc', 'asr', 'ra'):
+            values = [runs[stored, s]['after'][metric] for s in (0, 1)]
+            assert float(cells['badnets', defense][metric]) == pytest.approx(statistics.mean(values))
+            assert float(cells['badnets', defense][f'{metric}_std']) == pytest.approx(statistics.stdev(values))
+    nad = runs['nad', 0]
+    assert nad['protocol'] == 'code' and nad['config']['nesterov'] and nad['config']['cutout_length'] == 3
+    assert nad['config']['t_model'] == runs['teacher', 0]['checkpoint']   # NAD's teacher: its own seed's
+    assert runs['nad', 1]['config']['t_model'] == runs['teacher', 1]['checkpoint']
+    assert float(cells['badnets', 'before']['asr']) > 95 and float(cells['badnets', 'before']['ra']) < 5
     assert float(cells['badnets', 'nad']['paper_asr']) == 4.77    # the paper's value beside ours
-    for attack in ('badnets', 'trojan'):                          # one epoch of either already erases most of it
-        assert float(cells[attack, 'nad']['asr']) < float(cells[attack, 'before']['asr'])
-        assert 60 < float(cells[attack, 'nad']['acc']) <= 100
-    average = (float(cells['badnets', 'nad']['acc']) + float(cells['trojan', 'nad']['acc'])) / 2
-    assert float(cells['average', 'nad']['acc']) == pytest.approx(average)
     table = (tmp_path / 'results' / f'{TABLE}.md').read_text()
-    assert '| attack | Before | Fine-tuning | NAD |' in table
-    assert [line.split('|')[1].strip() for line in table.splitlines() if line.startswith('| ')] == \
-        ['attack', 'BadNets', 'Trojan', 'average']
-    run = json.loads((tmp_path / 'results' / 'grid' / 'trojan_nad_seed0.json').read_text())
-    assert run['config']['attack'] == 'trojan' and run['config']['epochs'] == 1 and run['config']['seed'] == 0
-    assert run['before_source'] == 'student checkpoint record'
+    assert '| attack | Before | Fine-tuning | NAD |' in table and 'protocol code: 1 epochs, lr 0.1' in table
+    assert '+-' in table                                          # sd shown with two seeds
 
 
+@pytest.mark.e2e
 def test_second_call_resumes_and_a_changed_setting_reruns(grid):
     tmp_path, _ = grid
     assert 'reproduce: 0 runs made (0.0 min), 4 found done' in reproduce(tmp_path)
-    planned = reproduce(tmp_path, '--epochs', '2', '--dry_run')  # another epoch count: every run is made again
-    assert planned.count('$ python main.py') == 4 and '--epochs 2' in planned
+    planned = reproduce(tmp_path, '--epochs', '2', '--dry_run')  # another epoch count: another name, made anew
+    assert planned.count('--make_teacher') == 2 and 'badnets_teacher_code_epochs2_seed0' in planned
 
 
-def test_only_the_full_default_grid_is_named_table1():
-    from reproduce import get_arguments, table_name
-    name = lambda *argv: table_name(get_arguments().parse_args(list(argv)))  # noqa: E731
-    assert name() == name('--seeds', '0') == 'table1'
-    assert name('--attacks', 'blend') == 'table1_blend'
-    assert name('--defenses', 'nad', 'finetune', '--seeds', '0', '1', '2') == 'table1_nad-finetune_seeds0-1-2'
-    assert name('--mcr_epochs', '100') == 'table1_mcr100' and name('--mcr_epochs', '100', '--defenses', 'nad') == \
-        'table1_nad'
+@pytest.mark.e2e
+def test_an_edited_or_broken_stored_run_is_made_again(grid):
+    tmp_path, _ = grid
+    path = tmp_path / 'results' / 'grid' / 'badnets_nad_code_epochs1_seed1.json'
+    summary = json.loads(path.read_text())
+    summary['after']['asr'] = 0.0                                 # "improved" by hand
+    path.write_text(json.dumps(summary))
+    out = reproduce(tmp_path)
+    assert 'badnets_nad_code_epochs1_seed1: the stored run was edited after it was made: running it again' in out
+    assert 'reproduce: 1 runs made' in out
+
+
+def test_table_names_say_what_the_grid_changed():
+    name = lambda *argv: table_name(get_arguments().parse_args(list(argv)), 'code')  # noqa: E731
+    assert name() == name('--seeds', '0', '1', '2') == 'table1_code'
+    assert name('--attacks', 'blend') == 'table1_code_blend'
+    assert name('--defenses', 'nad', 'finetune', '--seeds', '0') == 'table1_code_nad-finetune_seeds0'
+    assert name('--mcr_epochs', '100') == 'table1_code_mcr100' and name('--mcr_epochs', '100', '--defenses', 'nad') == \
+        'table1_code_nad'
+
+
+def test_run_names_carry_every_setting_that_changes_the_result(tmp_path):
+    runner = Runner(get_arguments().parse_args(['--results', str(tmp_path), '--epochs', '1']))
+    assert runner.cell_name('badnets', 'finetune', 0, 'code') == 'badnets_finetune_code_epochs1_seed0'
+    assert runner.cell_name('sig', 'mcr', 2, 'paper') == 'sig_mcr_paper_epochs1_mcr20_seed2'
+    runner = Runner(get_arguments().parse_args(['--results', str(tmp_path)]))
+    assert runner.cell_name('badnets', 'nad', 0, 'paper-lr0.01') == 'badnets_nad_paper-lr0.01_seed0'
+
+
+def stored(tmp_path, flags, **extra):
+    """A finished run's files as the runner leaves them: CSV, model, sealed JSON."""
+    (tmp_path / 'run.csv').write_text('epoch,acc\n1,80.0\n')
+    (tmp_path / 'model.tar').write_bytes(b'weights')
+    summary = {'flags': flags, 'after': {'acc': 80.0, 'asr': 3.0}, 'config': {}, 'checkpoint': str(tmp_path / 'model.tar'),
+               **extra}
+    seal(summary, str(tmp_path / 'run.json'))
+    return summary
+
+
+@pytest.mark.parametrize('damage,why', [
+    (lambda p: p.write_text('[1, 2]'), 'is not a JSON object (a list)'),
+    (lambda p: p.write_text('null'), 'is not a JSON object (a NoneType)'),
+    (lambda p: p.write_text('{"flags": '), 'is unreadable (JSONDecodeError)'),
+    (lambda p: p.write_text('{"flags": ["--seed", "0"]}'), 'lacks keys a finished run has'),
+    (lambda p: p.write_text(p.read_text().replace('"asr": 3.0', '"asr": 1.0')), 'was edited after it was made'),
+    (lambda p: (p.parent / 'run.csv').write_text('epoch,acc\n1,99.0\n'), 'and its CSV disagree'),
+])
+def test_a_malformed_stored_run_is_not_done_and_never_raises(tmp_path, damage, why):
+    stored(tmp_path, ['--seed', '0'])
+    assert stored_run(str(tmp_path / 'run.json'), ['--seed', '0'])[0] is not None   # whole: done
+    damage(tmp_path / 'run.json')
+    assert stored_run(str(tmp_path / 'run.json'), ['--seed', '0']) == (None, why)
+
+
+def test_a_stored_run_counts_only_with_its_flags_student_and_model(tmp_path):
+    stored(tmp_path, ['--seed', '0'])
+    path = str(tmp_path / 'run.json')
+    assert stored_run(path, ['--seed', '1']) == (None, 'was made with other flags')
+    assert stored_run(path, ['--seed', '0'], need_model=True)[0] is not None
+    (tmp_path / 'model.tar').write_bytes(b'other weights')                 # replaced since
+    assert stored_run(path, ['--seed', '0'], need_model=True)[1].startswith('has no model')
+    assert stored_run(path, ['--seed', '0'])[0] is not None              # Table 1 needs only the numbers
+    assert stored_run(str(tmp_path / 'none.json'), []) == (None, None)   # nothing stored: nothing to say
 
 
 def test_a_retrained_student_makes_its_runs_again(tmp_path):
-    import torch
-    from reproduce import same_student
-    from utils.checkpoint import save_checkpoint
+    from utils.checkpoint import file_sha256
     path = tmp_path / 'student.pth.tar'
-    save_checkpoint(str(path), torch.nn.Linear(1, 1), 'WRN-16-1', 10, epoch=4, acc=84.7, asr=0.63)
-    summary = {'student_checkpoint': {'path': str(path), 'epoch': 4, 'acc': 84.7, 'asr': 0.63}}
+    path.write_bytes(b'model A')
+    summary = {'student_checkpoint': {'path': str(path), 'sha256': file_sha256(str(path))}}
     assert same_student(summary)
-    save_checkpoint(str(path), torch.nn.Linear(1, 1), 'WRN-16-1', 10, epoch=8, acc=84.5, asr=97.1)  # retrained
+    path.write_bytes(b'model B')                                           # retrained
     assert not same_student(summary)
     path.unlink()
     assert not same_student(summary)
+    assert not same_student({'student_checkpoint': ['not', 'a', 'record']})
     assert same_student({'final': {'acc': 80.0}})          # train_badnet.py runs are judged by their flags
+    assert digest({'a': 1, 'digest': 'x'}) == digest({'a': 1})
 
 
-def test_a_stored_run_whose_model_is_gone_runs_again_only_when_the_model_is_needed(tmp_path, capsys):
-    import json
-    from reproduce import Runner, get_arguments
-    args = get_arguments().parse_args(['--results', str(tmp_path), '--models', str(tmp_path / 'm'), '--dry_run'])
-    runner = Runner(args)
-    flags = runner.common(['--attack', 'badnets', '--seed', 0, '--eval_every', 0, '--defense', 'nad'])
-    flags += ['--run_name', 'badnets_nad_seed0', '--checkpoint_root', str(tmp_path / 'm' / 'badnets_nad_seed0')]
-    (tmp_path / 'grid').mkdir()
-    stored = {'flags': flags, 'after': {'acc': 83.0, 'asr': 2.5}, 'checkpoint': str(tmp_path / 'gone.tar')}
-    (tmp_path / 'grid' / 'badnets_nad_seed0.json').write_text(json.dumps(stored))
-    assert runner.defense('badnets', 'nad', 0)['after']['asr'] == 2.5      # Table 1 needs only the numbers
-    assert runner.defense('badnets', 'nad', 0, need_model=True) is None    # --dry_run: planned, not reused
-    assert 'is not here: running it again' in capsys.readouterr().out
-    (tmp_path / 'gone.tar').write_bytes(b'')
-    assert runner.defense('badnets', 'nad', 0, need_model=True)['after']['asr'] == 2.5
+def test_every_distillation_run_gets_the_teacher_of_its_own_protocol_and_seed(tmp_path, capsys):
+    runner = Runner(get_arguments().parse_args(['--results', str(tmp_path), '--models', str(tmp_path / 'm'),
+                                                '--protocols', 'code', '--dry_run']))
+    assert runner('beta_badnets_b5000_seed1', ['--attack', 'badnets', '--seed', 1, '--beta2', 5000]) is None
+    planned = capsys.readouterr().out
+    assert '--make_teacher' in planned and 'badnets_teacher_code_seed1' in planned and '--protocol code' in planned
+    runner('curves_badnets_finetune_seed0', ['--attack', 'badnets', '--defense', 'finetune'])
+    planned = capsys.readouterr().out                                  # fine-tuning needs no teacher
+    assert '--make_teacher' not in planned and '--run_name curves_badnets_finetune_seed0_code' in planned
+
+
+def test_a_distillation_run_whose_teacher_changed_is_made_again(tmp_path):
+    teacher = tmp_path / 'teacher.tar'
+    teacher.write_bytes(b'teacher A')
+    from utils.checkpoint import file_sha256
+    stored(tmp_path, ['--seed', '0'], teacher_checkpoint={'path': str(teacher), 'sha256': file_sha256(str(teacher))})
+    assert stored_run(str(tmp_path / 'run.json'), ['--seed', '0'])[0] is not None
+    teacher.write_bytes(b'teacher B')                                  # re-made since
+    assert stored_run(str(tmp_path / 'run.json'), ['--seed', '0']) == \
+        (None, 'was taught by a teacher that has changed since')

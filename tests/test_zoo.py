@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import config
+from utils.checkpoint import safe_load
 from data_loader import ATTACKS, TABLE3, load_cifar10
 from models import select_model
 from utils.cli import test_loaders as make_test_loaders
@@ -72,7 +73,7 @@ def test_main_runs_nad_on_a_zoo_attack(tmp_path):
 
 def test_refool_reflections_are_the_best_scored_candidates():
     import data_loader
-    record = torch.load(data_loader.REFOOL_FILE, weights_only=False)
+    record = safe_load(data_loader.REFOOL_FILE)
     kept, scores = record['indices'], torch.tensor(record['scores'])
     assert len(kept) == record['config']['keep'] and len(scores) == data_loader.REFOOL_POOL_SIZE
     others = [i for i in range(len(scores)) if i not in kept]

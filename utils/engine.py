@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from utils import UserError
 from utils.runtime import autocast
 
 
@@ -18,16 +19,19 @@ def set_lr(optimizer, lr):
         group['lr'] = lr
 
 
-def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc='train', lr_at=None):
+def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc='train', lr_at=None, epoch=None):
     """One pass over `loader`, minimising loss_fn(model, x, y). Returns the mean loss.
 
-    `lr_at(fraction)` optionally sets a per-step learning rate, fraction in [0, 1) of the epoch."""
+    `lr_at(fraction)` optionally sets a per-step learning rate, fraction in [0, 1) of the epoch. A loss or
+    weight that stops being finite ends the run with a UserError naming the epoch and step, before the
+    caller saves anything: a diverged model is never written as a result."""
     model.train()
     # float16 (CUDA without bfloat16) needs loss scaling; bfloat16 and float32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    # The running loss stays on the device and is read back only every 50 steps: a read per step would
-    # make the host wait for the GPU after every batch instead of queueing the next one.
+    # The running loss and the first non-finite step stay on the device and are read back every
+    # REPORT_EVERY steps: a read per step would make the host wait for the GPU after every batch.
     total, count = torch.zeros((), device=device), 0
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
     for step, (x, y) in enumerate(bar):
         if lr_at is not None:
@@ -38,29 +42,67 @@ def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc=
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total += loss.detach().float() * len(y)
+        loss = loss.detach().float()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+        total += loss * len(y)
         count += len(y)
-        if step % 50 == 0:
+        if step % REPORT_EVERY == 0 or step == len(loader) - 1:
+            stop_if_not_finite(first_bad, epoch, len(loader))
             bar.set_postfix(loss=f'{total.item() / count:.4f}', refresh=False)
+    if not all_finite(model):
+        raise UserError(f'training diverged: a weight became NaN or infinite in epoch {epoch} (the loss stayed '
+                        'finite); nothing was saved. Try a smaller --lr')
     return total.item() / max(count, 1)
 
 
+REPORT_EVERY = 10
+
+
+def stop_if_not_finite(first_bad, epoch, steps):
+    step = first_bad.item()
+    if step >= 0:
+        raise UserError(f'training diverged: the loss became NaN or infinite at epoch {epoch}, step {step + 1} of '
+                        f'{steps}; nothing was saved. Try a smaller --lr (or check the model and data)')
+
+
+def all_finite(model):
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack([t.isfinite().all() for t in tensors]).all()) if tensors else True
+
+
 @torch.inference_mode()
-def accuracy(model, loader, device, amp_dtype=None):
-    """Top-1 accuracy in percent of `model` on `loader`."""
+def predictions(model, loader, device, amp_dtype=None, desc='eval'):
+    """(top-1 predictions, labels) for every image of `loader`, in the order served, each as one tensor."""
     model.eval()
-    correct, count = 0, 0
-    for x, y in loader:
+    preds, labels = [], []
+    for x, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0):
         with autocast(device, amp_dtype):
-            logits = model(x)[-1]
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
-    return 100.0 * correct / max(count, 1)
+            preds.append(model(x)[-1].argmax(1))
+        labels.append(y)
+    if not preds:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return torch.cat(preds), torch.cat(labels)
+
+
+def percent(hits):
+    return 100.0 * hits.sum().item() / max(len(hits), 1)
+
+
+def accuracy(model, loader, device, amp_dtype=None, desc='eval'):
+    """Top-1 accuracy in percent of `model` on `loader` (any iterable of (images, labels) batches)."""
+    preds, labels = predictions(model, loader, device, amp_dtype, desc)
+    return percent(preds == labels)
 
 
 def evaluate(model, clean_loader, backdoor_loader, device, amp_dtype=None):
-    """ACC on the clean test set and ASR on the triggered non-target test set, both in percent."""
+    """ACC on the clean test set; ASR (classified as the attack's label) and RA (robust accuracy:
+    classified as the true label, BackdoorBench's third metric) on the triggered non-target test set.
+    All in percent; one pass over each set, each with a progress bar."""
     start = time.perf_counter()
-    acc = accuracy(model, clean_loader, device, amp_dtype)
-    asr = accuracy(model, backdoor_loader, device, amp_dtype)
-    return {'acc': acc, 'asr': asr, 'eval_seconds': time.perf_counter() - start}
+    acc = accuracy(model, clean_loader, device, amp_dtype, desc='eval clean')
+    preds, targets = predictions(model, backdoor_loader, device, amp_dtype, desc='eval triggered')
+    asr = percent(preds == targets)
+    # RA lines the predictions up with the set's labels before poisoning: the set must be served in order
+    assert backdoor_loader.true_y is None or not (backdoor_loader.shuffle or backdoor_loader.drop_last)
+    ra = None if backdoor_loader.true_y is None else percent(preds == backdoor_loader.true_y)
+    return {'acc': acc, 'asr': asr, 'ra': ra, 'eval_seconds': time.perf_counter() - start}
