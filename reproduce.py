@@ -99,24 +99,29 @@ class Runner:
     def __init__(self, args):
         self.args, self.grid = args, os.path.join(args.results, 'grid')
         self.made, self.skipped, self.seconds = 0, 0, 0.0
-        self.seen = {}  # result path -> summary (None: planned on --dry_run): each run counted and printed once
+        self.seen = {}  # (result path, need_model) -> summary (None: planned on --dry_run)
+        self.counted = set()  # result paths counted as made or found done: each run counted once
 
     def __call__(self, name, flags, need_model=False):
         """`python main.py FLAGS` as result `name`; returns its JSON summary (None on --dry_run). With
         need_model, a stored run counts only if its model is still on disk, unchanged (the attention maps
         and NAD's teacher load it; a grid made on another machine brings its JSON files, not its models).
         Runs that name no --protocol get the runner's (and it goes into their name); NAD and ARGD runs on a
-        zoo model that name no --t_model get the teacher made under that protocol and seed."""
+        zoo model that name no --t_model get the teacher made under that protocol and seed. The teacher's
+        model file is needed only to make such a run: a stored one needs the teacher's record alone."""
         flags = [str(f) for f in flags]
         if '--protocol' not in flags:
             flags, name = flags + ['--protocol', self.protocol()], f'{name}_{self.protocol()}'
+        teacher = None
         if needs_teacher(flags):
-            teacher = self.teacher(flag(flags, '--attack'), flag(flags, '--seed', '0'), flag(flags, '--protocol'))
-            if teacher is None:  # --dry_run
+            key = flag(flags, '--attack'), flag(flags, '--seed', '0'), flag(flags, '--protocol')
+            record = self.teacher(*key, need_model=False)
+            if record is None:  # --dry_run
                 return None
-            flags += ['--t_model', teacher['checkpoint']]
+            flags += ['--t_model', record['checkpoint']]
+            teacher = (record, lambda: self.teacher(*key, need_model=True))
         flags = self.common(flags) + ['--run_name', name, '--checkpoint_root', os.path.join(self.args.models, name)]
-        return self.run('main.py', name, flags, os.path.join(self.grid, f'{name}.json'), need_model)
+        return self.run('main.py', name, flags, os.path.join(self.grid, f'{name}.json'), need_model, teacher)
 
     def protocol(self):
         """The protocol of the runs the analyses make (the first of --protocols)."""
@@ -128,20 +133,20 @@ class Runner:
         mcr = f'_mcr{self.args.mcr_epochs}' if method == 'mcr' else ''
         return f'{attack}_{method}_{protocol}{epochs}{mcr}_seed{seed}'
 
-    def teacher(self, attack, seed, protocol=None):
+    def teacher(self, attack, seed, protocol=None, need_model=True):
         """The attack's zoo model fine-tuned under `protocol` on seed's clean subset (all betas 0): NAD's
         teacher, and Table 1's fine-tuning cell. Made once per (attack, protocol, seed, epochs), then reused."""
         protocol = protocol or self.protocol()
         name = self.cell_name(attack, 'teacher', seed, protocol)
         path = os.path.join(self.args.models, name, 'teacher.pth.tar')
         return self(name, ['--attack', attack, '--protocol', protocol, '--seed', seed, '--eval_every', 0,
-                           '--make_teacher', '--t_model', path], need_model=True)
+                           '--make_teacher', '--t_model', path], need_model=need_model)
 
     def defense(self, attack, defense, seed, need_model=False, protocol=None):
         """A Table 1 run: `defense` on the zoo's `attack` model under `protocol` (shared by the analyses)."""
         protocol = protocol or self.protocol()
         if defense == 'finetune':  # fine-tuning is the teacher run: the same command line, betas 0
-            return self.teacher(attack, seed, protocol)
+            return self.teacher(attack, seed, protocol, need_model=False)
         flags = ['--attack', attack, '--protocol', protocol, '--seed', seed, '--eval_every', 0,
                  *defense_flags(defense, self.args)]
         return self(self.cell_name(attack, defense, seed, protocol), flags, need_model)
@@ -157,18 +162,26 @@ class Runner:
         # --replace_shipped: this is the command that makes results/ (a stale run there is made again)
         return flags + ['--device', self.args.device, '--log_root', self.grid, '--replace_shipped']
 
-    def run(self, script, name, flags, path, need_model=False):
-        if path in self.seen:
-            return self.seen[path]
-        self.seen[path] = self.make(script, name, flags, path, need_model)
-        return self.seen[path]
+    def run(self, script, name, flags, path, need_model=False, teacher=None):
+        """The run's summary: stored, or made now. `teacher`: (the teacher run's summary, a function that
+        makes sure its model is on disk) for a run that distils from it."""
+        key = (path, need_model)
+        if key not in self.seen:
+            self.seen[key] = self.make(script, name, flags, path, need_model, teacher)
+        return self.seen[key]
 
-    def make(self, script, name, flags, path, need_model):
+    def make(self, script, name, flags, path, need_model, teacher):
         summary, why = stored_run(path, flags, need_model)
+        if summary is not None and teacher is not None and \
+                (summary.get('teacher_checkpoint') or {}).get('sha256') != teacher[0].get('checkpoint_sha256'):
+            summary, why = None, 'was taught by another teacher than the one stored now'
+        if summary is None and teacher is not None and not self.args.dry_run and teacher[1]() is None:
+            return None
         if why:
             print(f'  {name}: the stored run {why}: running it again', flush=True)
         if summary is not None:
-            self.skipped += 1
+            self.skipped += path not in self.counted
+            self.counted.add(path)
             return summary
         command = [sys.executable, script, *flags]
         print(f"$ python {' '.join(command[1:])}", flush=True)
@@ -182,6 +195,7 @@ class Runner:
             print(done.stdout[-3000:], file=sys.stderr)
             raise UserError(f'run {name} failed (exit {done.returncode}); the end of its output is above')
         self.made += 1
+        self.counted.add(path)
         self.seconds += wall
         with open(path) as f:
             summary = json.load(f)
@@ -246,7 +260,8 @@ def stored_run(path, flags, need_model=False):
     if not same_student(summary):
         return None, 'was made from another student checkpoint'
     teacher = summary.get('teacher_checkpoint')
-    if isinstance(teacher, dict) and file_sha256(os.path.join(ROOT, str(teacher.get('path')))) != teacher.get('sha256'):
+    if isinstance(teacher, dict) and os.path.isfile(os.path.join(ROOT, str(teacher.get('path')))) and \
+            file_sha256(os.path.join(ROOT, str(teacher.get('path')))) != teacher.get('sha256'):
         return None, 'was taught by a teacher that has changed since'
     if need_model and (not summary.get('checkpoint') or summary.get('checkpoint_sha256') is None or
                        file_sha256(os.path.join(ROOT, summary['checkpoint'])) != summary['checkpoint_sha256']):

@@ -166,3 +166,31 @@ def test_a_distillation_run_whose_teacher_changed_is_made_again(tmp_path):
     teacher.write_bytes(b'teacher B')                                  # re-made since
     assert stored_run(str(tmp_path / 'run.json'), ['--seed', '0']) == \
         (None, 'was taught by a teacher that has changed since')
+
+
+def test_a_stored_nad_run_needs_its_teachers_record_not_its_model_file(tmp_path, capsys):
+    from utils.checkpoint import file_sha256
+    runner = Runner(get_arguments().parse_args(['--results', str(tmp_path), '--models', str(tmp_path / 'm'),
+                                                '--protocols', 'code', '--dry_run']))
+    grid = tmp_path / 'grid'
+    grid.mkdir()
+
+    def store(name, flags, checkpoint, **extra):
+        (grid / f'{name}.csv').write_text('epoch,acc\n1,80.0\n')
+        summary = {'flags': runner.common(flags) + ['--run_name', name, '--checkpoint_root', str(tmp_path / 'm' / name)],
+                   'after': {'acc': 80.0, 'asr': 3.0}, 'config': {}, 'checkpoint': checkpoint, **extra}
+        seal(summary, str(grid / f'{name}.json'))
+        return summary
+    t_name = 'badnets_teacher_code_seed0'
+    t_path = tmp_path / 'm' / t_name / 'teacher.pth.tar'
+    t_path.parent.mkdir(parents=True)
+    t_path.write_bytes(b'teacher weights')
+    teacher = store(t_name, ['--attack', 'badnets', '--protocol', 'code', '--seed', '0', '--eval_every', '0',
+                             '--make_teacher', '--t_model', str(t_path)], str(t_path))
+    store('badnets_nad_code_seed0', ['--attack', 'badnets', '--protocol', 'code', '--seed', '0', '--eval_every', '0',
+                                     '--defense', 'nad', '--t_model', str(t_path)], str(tmp_path / 'nad.tar'),
+          teacher_checkpoint={'path': str(t_path), 'sha256': file_sha256(str(t_path))})
+    t_path.unlink()                                       # a grid copied from another machine: JSON files only
+    assert runner.defense('badnets', 'nad', 0)['after']['asr'] == 3.0
+    assert '$ python' not in capsys.readouterr().out     # nothing to make: the teacher's record is enough
+    assert teacher['checkpoint_sha256'] is not None
