@@ -24,7 +24,7 @@ import mcr
 from data_loader import BatchLoader, clean_subset
 from defenses import ARGDLoss, distillation_loss, mixup_loss, prune_channels, prune_order, search_prune_ratio
 from models import build_model, select_model
-from utils.checkpoint import checkpoint_bytes, csv_bytes, file_sha256, json_bytes, sha256, write_csv, write_together
+from utils.checkpoint import checkpoint_bytes, file_sha256, write_csv, write_run
 from utils.cli import Timer, epoch_line, run, setup, test_loaders
 from utils.engine import accuracy, evaluate, set_lr, train_epoch
 from utils.runtime import generator
@@ -170,15 +170,12 @@ def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
     if method == 'mcr':
         write_csv(os.path.join(args.log_root, f'{run_name}_curve.csv'), extra['curve'])
         mcr.plot(extra['curve'], os.path.join(args.log_root, f'{run_name}_curve.png'), args.mcr_t)
-    table = csv_bytes(rows)
-    summary = {**summary, 'checkpoint': path, 'checkpoint_sha256': sha256(model), 'csv_sha256': sha256(table),
-               'student_checkpoint': {'path': args.s_model, 'sha256': file_sha256(args.s_model),
+    summary = {**summary, 'student_checkpoint': {'path': args.s_model, 'sha256': file_sha256(args.s_model),
                                       'epoch': s_ckpt.get('epoch'), 'acc': s_ckpt.get('acc'), 'asr': s_ckpt.get('asr')},
                'teacher_checkpoint': {'path': args.t_model, 'sha256': file_sha256(args.t_model)}
                if needs_teacher(method) else None,
                **extra, 'config': vars(args), 'epochs': rows}
-    write_together([(path, model), (os.path.join(args.log_root, f'{run_name}.csv'), table),
-                    (os.path.join(args.log_root, f'{run_name}.json'), json_bytes(summary))])
+    write_run(path, model, os.path.join(args.log_root, run_name), rows, summary)
     return path
 
 
@@ -212,7 +209,7 @@ def main():
     subset_loader = BatchLoader(x, y, args.eval_batch_size, device)  # the clean subset, no augmentation
     clean_loader, backdoor_loader = test_loaders(args, data, device)
     distills = f', betas {(args.beta1, args.beta2, args.beta3)}, attention {args.attention} p={args.p}, ' \
-               f'loss form {args.at_form}' if method in ('nad', 'argd') else ''
+               f'loss form {args.at_form}' if needs_teacher(method) else ''
     print(f'{method}: {len(y)} clean images ({args.ratio:.0%} of the training set'
           f"{f', {len(holdout_loader.y)} held out' if holdout_loader else ''}), protocol {args.protocol}: "
           f"{args.epochs} epochs, lr {args.lr:g} x{args.gamma:g} at {args.schedule}"

@@ -19,7 +19,7 @@ import torch
 import config
 from data_loader import BatchLoader, DatasetBD
 from models import build_model, select_model
-from utils.checkpoint import checkpoint_bytes, csv_bytes, json_bytes, sha256, write_together
+from utils.checkpoint import checkpoint_bytes, write_run
 from utils.cli import Timer, epoch_line, run, setup, test_loaders
 from utils.engine import cross_entropy_loss, evaluate, train_epoch
 from utils.runtime import generator
@@ -103,11 +103,8 @@ def main():
                                    asr=rows[-1]['asr'], ra=rows[-1]['ra'], config=vars(args),
                                    poison_idx=poison_idx.tolist(), train_seconds=total(), device=str(device),
                                    eval_precision='float32')
-    table = csv_bytes(rows)
-    summary = {'config': vars(args), 'final': rows[-1], 'seconds': total(), 'checkpoint': args.output,
-               'checkpoint_sha256': sha256(model_bytes), 'csv_sha256': sha256(table)}
-    write_together([(args.output, model_bytes), (os.path.join(args.log_root, f'badnet_{name}.csv'), table),
-                    (os.path.join(args.log_root, f'badnet_{name}.json'), json_bytes(summary))])
+    write_run(args.output, model_bytes, os.path.join(args.log_root, f'badnet_{name}'), rows,
+              {'config': vars(args), 'final': rows[-1], 'seconds': total()})
     print(f"saved {args.output}: ACC {rows[-1]['acc']:.2f} ASR {rows[-1]['asr']:.2f} "
           f'after {args.epochs} epochs in {total():.0f}s', flush=True)
 

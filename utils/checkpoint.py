@@ -54,6 +54,14 @@ def write_together(items):
 HOST = re.sub(r'[^A-Za-z0-9]', '', socket.gethostname()) or 'host'
 
 
+def write_run(model_path, model, stem, rows, summary):
+    """A finished run's files as one unit: the model (checkpoint bytes), <stem>.csv (rows) and <stem>.json
+    (summary, with the sha256 of the other two), the JSON last: it marks the run as done."""
+    table = csv_bytes(rows)
+    summary = {**summary, 'checkpoint': model_path, 'checkpoint_sha256': sha256(model), 'csv_sha256': sha256(table)}
+    write_together([(model_path, model), (stem + '.csv', table), (stem + '.json', json_bytes(summary))])
+
+
 def remove_stale_temps(folder):
     """Delete `.tmp-<host>-<pid>-*` files of this host's processes that no longer run (a SIGKILL skips
     every cleanup)."""
