@@ -33,6 +33,17 @@ PROTOCOLS = {
 }
 DEFAULT_PROTOCOL = 'paper-lr0.01'
 
+# Backdoor training recipes for train_badnet.py (`--recipe NAME` sets these defaults; explicit flags win).
+# 'zoo' is train_badnet.py's own defaults; 'authors' is the original repository's train_badnet.py: SGD
+# Nesterov lr 0.1 held constant (its schedule drops only after epoch 20), weight decay 1e-4, batch 64, no
+# augmentation, no shuffling, `range(1, 20)`: 19 epochs. Its maintainer says those backdoors are why plain
+# fine-tuning already removes them (bboylyg/NAD issue 17).
+RECIPES = {
+    'zoo': {},
+    'authors': {'epochs': 19, 'lr': 0.1, 'lr_schedule': 'constant', 'warmup_epochs': 0.0, 'nesterov': True,
+                'weight_decay': 1e-4, 'batch_size': 64, 'augment': False, 'shuffle': False},
+}
+
 
 def _add_common(p, zoo=False, clean=False):
     g = p.add_argument_group('data and attack')
@@ -185,9 +196,18 @@ def get_badnet_arguments():
                         '<s_name>-<trigger>-<target_type>-<target>.pth.tar without --attack)')
     _add_outputs(p, 'where the per-epoch CSV and JSON summary go')
     _add_optim(p, epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4)
+    p.add_argument('--recipe', default='zoo', choices=list(RECIPES),
+                   help="training preset (config.RECIPES): zoo = these defaults; authors = the original repository's "
+                        'train_badnet.py (19 epochs at a constant lr 0.1, Nesterov, wd 1e-4, batch 64, no augmentation, '
+                        'no shuffling). Explicit flags win')
+    p.add_argument('--lr_schedule', default='linear', choices=['linear', 'constant'],
+                   help='linear: warm-up for --warmup_epochs, then linear decay to 0; constant: --lr throughout')
     p.add_argument('--warmup_epochs', type=float, default=1.0, help='linear lr warm-up, then linear decay to 0')
     p.add_argument('--no-augment', dest='augment', action='store_false',
                    help='train without random crop and flip (as the original did; makes backdoors brittle)')
+    p.add_argument('--no-shuffle', dest='shuffle', action='store_false',
+                   help='serve the training set in its order every epoch, the last partial batch included (as the '
+                        'original did)')
     p.add_argument('--cutout_length', type=int, default=0, help='Cutout hole size during training (0: off)')
     p.add_argument('--init', default=None,
                    help='start from this checkpoint instead of random weights (e.g. the clean model)')
@@ -437,10 +457,13 @@ def check_finite(parser, args):
 
 
 def parse(parser, argv=None):
-    """Parse and validate. A --protocol and a named --attack first set their defaults, so explicit flags still win."""
+    """Parse and validate. A --protocol, a --recipe and a named --attack first set their defaults, so explicit
+    flags still win."""
     known = parser.parse_known_args(argv)[0]
     if getattr(known, 'protocol', None):  # the erasing schedule; cutout is settled per defense in validate
         parser.set_defaults(**{k: v for k, v in PROTOCOLS[known.protocol].items() if k != 'cutout_length'})
+    if getattr(known, 'recipe', None):  # train_badnet.py's backdoor training preset
+        parser.set_defaults(**RECIPES[known.recipe])
     if known.attack:
         parser.set_defaults(**attack_defaults(known.attack, parser))
     args = validate(check_finite(parser, parser.parse_args(argv)))

@@ -24,13 +24,12 @@ minutes (20 epochs), a `paper-lr0.01` one 1-2 minutes.
 import argparse
 import hashlib
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 
-from analyses import ANALYSES
+from analyses import ANALYSES, mean_sd
 from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
 from data_loader import TABLE3
 from utils import UserError
@@ -321,11 +320,6 @@ def zoo_before(args, attack):
     return record
 
 
-def mean_std(values):
-    m = sum(values) / len(values)
-    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
-
-
 METRICS = ('asr', 'acc', 'ra')
 
 
@@ -388,7 +382,7 @@ def row(attack, defense, results, seconds):
     cell = {'attack': attack, 'defense': defense, 'seeds': len(results)}
     for m in METRICS:
         values = [r.get(m) for r in results]
-        cell[m], cell[f'{m}_std'] = mean_std(values) if None not in values else (None, None)
+        cell[m], cell[f'{m}_std'] = mean_sd(values)
     return {**cell, 'paper_asr': paper[0], 'paper_acc': paper[1], 'seconds': sum(seconds)}
 
 

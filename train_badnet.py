@@ -7,8 +7,11 @@
                                                     # a robust clean model (for --attack cl --pgd_model robust.pth.tar)
     python train_badnet.py --trigger_type signalTrigger --target_type cleanLabel --target_label 0
 
+    python train_badnet.py --attack badnets --recipe authors   # the original repository's recipe
+
 Standard augmentation (random crop with padding 4, horizontal flip) is on by default; --no-augment
-trains as the original code did. The schedule is SGD with a linear warm-up and linear decay to 0.
+trains as the original code did. The schedule is SGD with a linear warm-up and linear decay to 0
+(--lr_schedule constant: the original's constant lr).
 Prints one line per epoch; at the end saves the model with its ACC, ASR, RA and full config, and the
 per-epoch CSV and JSON summary, as one unit.
 """
@@ -64,7 +67,8 @@ def main():
         model = build_model(args.s_name, args.num_classes)
     model = model.to(device, memory_format=torch.channels_last)
     x, y, poison_idx = poisoned_training_set(args, *data['train'], device, amp_dtype)
-    train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=True, drop_last=True,
+    # Shuffled batches drop the last partial one; served in order (--no-shuffle), every image is seen.
+    train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=args.shuffle, drop_last=args.shuffle,
                                crop=4 if args.augment else 0, flip=args.augment,
                                cutout_length=args.cutout_length, seed=args.seed)
     clean_loader, backdoor_loader = test_loaders(args, data, device)
@@ -73,6 +77,8 @@ def main():
                                 weight_decay=args.weight_decay, nesterov=args.nesterov)
 
     def lr_at(epoch_float):  # linear warm-up to args.lr, then linear decay to 0 at the last step
+        if args.lr_schedule == 'constant':
+            return args.lr
         if epoch_float < args.warmup_epochs:
             return args.lr * epoch_float / args.warmup_epochs
         return args.lr * (args.epochs - epoch_float) / (args.epochs - args.warmup_epochs)

@@ -118,3 +118,40 @@ def test_matched_difference_reads_fine_tunings_curve_at_nads_acc():
     result = analyses.matched_difference(rows)       # 2 - 5 and 30 - 42; ACC 90 is beyond fine-tuning's curve
     assert result['matched_runs'] == 2 and result['nad_minus_ft_asr'] == -7.5
     assert abs(result['sd'] - 6.3640) < 1e-3
+
+
+def test_protocols_runs_the_quick_start_model_under_each_protocol_with_its_own_teacher(tmp_path):
+    acc = {'code': 76.0, 'paper': 70.0, 'paper-lr0.01': 85.0}
+    runner = FakeRunner(acc=lambda name: acc[name.split('_')[2]])
+    analyses.protocols(arguments(tmp_path, seeds=[0, 1]), runner)
+    flags = dict(runner.runs)
+    assert len(runner.runs) == 3 * 2 * 2                            # protocols x seeds x (teacher, NAD)
+    nad = flags['quickstart_nad_code_seed1']
+    assert nad[nad.index('--t_model') + 1] == '/erased/quickstart_teacher_code_seed1.tar'
+    assert nad[nad.index('--s_model') + 1] == analyses.QUICKSTART and nad[nad.index('--protocol') + 1] == 'code'
+    assert '--make_teacher' in flags['quickstart_teacher_paper_seed0']
+    summary = {r['protocol']: r for r in rows(tmp_path / 'protocols_summary.csv')}
+    # FakeRunner: every ASR is 5.0, so NAD is never below fine-tuning and the claim holds nowhere
+    assert float(summary['paper-lr0.01']['nad_acc']) == 85.0 and summary['code']['claim_holds'] == 'False'
+    assert len(rows(tmp_path / 'protocols.csv')) == 12
+
+
+def test_attribution_trains_the_authors_recipe_once_and_defends_both_models(tmp_path):
+    runner = FakeRunner()
+    trained = []
+    runner.train = lambda name, flags: trained.append((name, [str(f) for f in flags])) or \
+        {'final': {'acc': 80.0, 'asr': 100.0, 'ra': 0.0}}
+    analyses.attribution(arguments(tmp_path, seeds=[0]), runner)
+    assert [n for n, _ in trained] == [f'WRN-16-1-{a}-authors' for a in analyses.ATTRIBUTION_ATTACKS]
+    recipe = trained[0][1]
+    assert recipe[recipe.index('--recipe') + 1] == 'authors' and recipe[-1] == analyses.authors_model('badnets')
+    flags = dict(runner.runs)
+    nad = flags['sig-authors_nad_paper_seed0']
+    assert nad[nad.index('--s_model') + 1] == analyses.authors_model('sig')
+    assert nad[nad.index('--t_model') + 1] == '/erased/sig-authors_teacher_paper_seed0.tar'
+    assert 'trojan_nad_seed0_paper-lr0.01' in flags                     # the zoo model's runs are Table 1's
+    table = rows(tmp_path / 'attribution.csv')
+    assert len(table) == 3 * (1 + 3 * 4)                              # before + protocols x (2 recipes x 2 methods)
+    summary = rows(tmp_path / 'attribution_summary.csv')
+    assert {(r['recipe'], r['method']) for r in summary if r['protocol']} == \
+        {(r, m) for r in ('zoo', 'authors') for m in ('finetune', 'nad')}

@@ -198,6 +198,17 @@ def test_the_protocol_presets_are_the_facts():
     assert nad('--protocol', 'code', '--attack', 'sig').trigger_type == 'sigTrigger'     # with an attack preset too
 
 
+def test_the_authors_backdoor_recipe_is_the_original_train_badnet():
+    bd = lambda *argv: config.parse(config.get_badnet_arguments(), ['--attack', 'badnets', *argv])  # noqa: E731
+    authors = bd('--recipe', 'authors')
+    assert (authors.epochs, authors.lr, authors.lr_schedule, authors.nesterov, authors.weight_decay,
+            authors.batch_size, authors.augment, authors.shuffle) == (19, 0.1, 'constant', True, 1e-4, 64, False, False)
+    zoo = bd()
+    assert (zoo.lr_schedule, zoo.nesterov, zoo.weight_decay, zoo.batch_size, zoo.augment, zoo.shuffle) == \
+        ('linear', False, 5e-4, 128, True, True)
+    assert bd('--recipe', 'authors', '--epochs', '5').epochs == 5                      # explicit flags win
+
+
 def test_a_run_records_its_numbers_with_robust_accuracy():
     from utils.engine import evaluate
     from data_loader import BatchLoader
