@@ -82,6 +82,8 @@ def test_table_names_say_what_the_grid_changed():
     name = lambda *argv: table_name(get_arguments().parse_args(list(argv)), 'code')  # noqa: E731
     assert name() == name('--seeds', '0', '1', '2') == 'table1_code'
     assert name('--attacks', 'blend') == 'table1_code_blend'
+    assert name('--attacks', 'badnets', 'trojan', 'blend', 'cl', 'sig', 'refool') == \
+        'table1_code_badnets-trojan-blend-cl-sig-refool'        # the paper's six, without poison-label Refool
     assert name('--defenses', 'nad', 'finetune', '--seeds', '0') == 'table1_code_nad-finetune_seeds0'
     assert name('--mcr_epochs', '100') == 'table1_code_mcr100' and name('--mcr_epochs', '100', '--defenses', 'nad') == \
         'table1_code_nad'
@@ -194,3 +196,22 @@ def test_a_stored_nad_run_needs_its_teachers_record_not_its_model_file(tmp_path,
     assert runner.defense('badnets', 'nad', 0)['after']['asr'] == 3.0
     assert '$ python' not in capsys.readouterr().out     # nothing to make: the teacher's record is enough
     assert teacher['checkpoint_sha256'] is not None
+
+
+def test_poison_label_refool_is_a_row_of_its_own_outside_the_papers_average(tmp_path, monkeypatch):
+    import reproduce as rp
+
+    class Runs:
+        def defense(self, attack, defense, seed, protocol=None):
+            asr = {'badnets': 4.0, 'refool_pl': 50.0}[attack]
+            return {'after': {'asr': asr, 'acc': 80.0, 'ra': 70.0}, 'seconds': 1.0}
+    monkeypatch.setattr(rp, 'zoo_before', lambda args, attack: {'asr': 100.0, 'acc': 85.0, 'ra': 0.0})
+    args = get_arguments().parse_args(['--attacks', 'badnets', 'refool_pl', '--defenses', 'finetune', 'nad',
+                                       '--seeds', '0', '--results', str(tmp_path)])
+    rp.table1_for(args, Runs(), 'code')
+    with open(tmp_path / 'table1_code_badnets-refool_pl_finetune-nad_seeds0.csv') as f:
+        cells = {(r['attack'], r['defense']): r for r in csv.DictReader(f)}
+    assert float(cells['average', 'nad']['asr']) == 4.0                  # over the paper's attacks only
+    assert float(cells['average', 'nad']['paper_asr']) == 4.77 and cells['refool_pl', 'nad']['paper_asr'] == ''
+    text = (tmp_path / 'table1_code_badnets-refool_pl_finetune-nad_seeds0.md').read_text()
+    assert '| Refool (poison-label; not in the paper) | 100.00 / 85.00 / 0.00 | 50.00 / 80.00 / 70.00 |' in text
