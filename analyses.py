@@ -457,13 +457,13 @@ def authors_model(attack, arch='WRN-16-1'):
 
 
 def attribution(args, runner):
-    """For each attack of ATTRIBUTION_ATTACKS, the zoo's model and one trained with the original
+    """For each attack of ATTRIBUTION_ATTACKS (and --attacks), the zoo's model and one trained with the original
     repository's recipe (made once, seed 0, shipped under its own name); fine-tuning (= NAD's teacher) and
     NAD on both under every protocol and --seeds. The zoo model's runs are Table 1's. Writes
     attribution.csv (one row per run) and attribution_summary.csv (mean and sd per attack, recipe,
     protocol and method)."""
     rows = []
-    for attack in ATTRIBUTION_ATTACKS:
+    for attack in [a for a in ATTRIBUTION_ATTACKS if a in args.attacks]:  # --attacks: a slice, to run side by side
         path = authors_model(attack)
         made = runner.train(os.path.basename(path).split('.')[0],
                             ['--attack', attack, '--recipe', 'authors', '--seed', 0, '--output', path])

@@ -141,7 +141,7 @@ def test_attribution_trains_the_authors_recipe_once_and_defends_both_models(tmp_
     trained = []
     runner.train = lambda name, flags: trained.append((name, [str(f) for f in flags])) or \
         {'final': {'acc': 80.0, 'asr': 100.0, 'ra': 0.0}}
-    analyses.attribution(arguments(tmp_path, seeds=[0]), runner)
+    analyses.attribution(arguments(tmp_path, seeds=[0], attacks=['badnets', 'trojan', 'blend', 'sig']), runner)
     assert [n for n, _ in trained] == [f'WRN-16-1-{a}-authors' for a in analyses.ATTRIBUTION_ATTACKS]
     recipe = trained[0][1]
     assert recipe[recipe.index('--recipe') + 1] == 'authors' and recipe[-1] == analyses.authors_model('badnets')
