@@ -354,8 +354,45 @@ def table1_for(args, runner, protocol):
     name = table_name(args, protocol)
     write_csv(os.path.join(args.results, f'{name}.csv'), rows)
     markdown = table1_markdown(rows, args, protocol)
+    if {'finetune', 'nad'} <= set(args.defenses):
+        paired = nad_minus_finetune(args, runner, protocol, paper_six)
+        write_csv(os.path.join(args.results, f'{name}_nad-minus-finetune.csv'), paired)
+        markdown += '\n' + paired_markdown(paired, args)
     atomic_write(os.path.join(args.results, f'{name}.md'), lambda f: f.write(markdown.encode()))
     print(markdown + f'wrote {os.path.join(args.results, name)}.csv and .md')
+
+
+def nad_minus_finetune(args, runner, protocol, paper_six):
+    """NAD's ASR, ACC and RA minus fine-tuning's, paired by seed (the same clean subset and augmentation;
+    the fine-tuned model is NAD's teacher): mean and sd over the seeds per attack, and for the average row
+    the seeds' averages over the paper's six attacks."""
+    diffs = {}
+    for attack in args.attacks:
+        for seed in args.seeds:
+            ft, nad = (runner.defense(attack, d, seed, protocol=protocol)['after'] for d in ('finetune', 'nad'))
+            diffs[attack, seed] = {m: None if ft.get(m) is None or nad.get(m) is None else nad[m] - ft[m]
+                                   for m in METRICS}
+    if paper_six:
+        for seed in args.seeds:
+            diffs['average', seed] = {m: average([diffs[a, seed][m] for a in paper_six]) for m in METRICS}
+    rows = []
+    for attack in [*args.attacks, *(['average'] if paper_six else [])]:
+        cell = {'attack': attack, 'seeds': len(args.seeds)}
+        for m in METRICS:
+            cell[m], cell[f'{m}_std'] = mean_sd([diffs[attack, seed][m] for seed in args.seeds])
+        rows.append(cell)
+    return rows
+
+
+def paired_markdown(rows, args):
+    def number(r, m):
+        return '-' if r[m] is None else f"{r[m]:+.2f}+-{r[f'{m}_std']:.2f}"
+    lines = ['NAD minus fine-tuning, paired by seed (same clean subset; the fine-tuned model is NAD\'s teacher), '
+             f"mean +- sd over {len(args.seeds)} seed(s), in points: negative ASR = NAD leaves less backdoor.", '',
+             '| attack | ASR | ACC | RA |', '|---|---|---|---|']
+    lines += [f"| {ATTACK_NAMES.get(r['attack'], r['attack'])} | " + ' | '.join(number(r, m) for m in METRICS) + ' |'
+              for r in rows]
+    return '\n'.join(lines) + '\n'
 
 
 def average(values):

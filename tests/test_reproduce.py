@@ -215,3 +215,21 @@ def test_poison_label_refool_is_a_row_of_its_own_outside_the_papers_average(tmp_
     assert float(cells['average', 'nad']['paper_asr']) == 4.77 and cells['refool_pl', 'nad']['paper_asr'] == ''
     text = (tmp_path / 'table1_code_badnets-refool_pl_finetune-nad_seeds0.md').read_text()
     assert '| Refool (poison-label; not in the paper) | 100.00 / 85.00 / 0.00 | 50.00 / 80.00 / 70.00 |' in text
+
+
+def test_nad_minus_fine_tuning_is_paired_by_seed(tmp_path, monkeypatch):
+    import reproduce as rp
+
+    class Runs:  # NAD beats fine-tuning by 1 point at seed 0 and by 3 at seed 1, on both attacks
+        def defense(self, attack, defense, seed, protocol=None):
+            asr = 10.0 + seed * 5 - (0 if defense == 'finetune' else 1 + 2 * seed)
+            return {'after': {'asr': asr, 'acc': 80.0, 'ra': None}, 'seconds': 1.0}
+    monkeypatch.setattr(rp, 'zoo_before', lambda args, attack: {'asr': 100.0, 'acc': 85.0, 'ra': 0.0})
+    args = get_arguments().parse_args(['--attacks', 'badnets', 'sig', '--defenses', 'finetune', 'nad',
+                                       '--seeds', '0', '1', '--results', str(tmp_path)])
+    rp.table1_for(args, Runs(), 'code')
+    with open(tmp_path / 'table1_code_badnets-sig_finetune-nad_seeds0-1_nad-minus-finetune.csv') as f:
+        cells = {r['attack']: r for r in csv.DictReader(f)}
+    assert float(cells['sig']['asr']) == -2.0 and float(cells['sig']['asr_std']) == pytest.approx(2 ** 0.5)
+    assert float(cells['average']['asr']) == -2.0 and float(cells['badnets']['acc']) == 0.0 and cells['sig']['ra'] == ''
+    assert '| SIG | -2.00+-1.41 | +0.00+-0.00 | - |' in (tmp_path / 'table1_code_badnets-sig_finetune-nad_seeds0-1.md').read_text()
