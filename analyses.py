@@ -31,6 +31,7 @@ import torch
 
 from at import attention as attention_map
 from config import PROTOCOLS, zoo_paths
+from defenses import DEFENSES
 from data_loader import ATTACKS, DATA_ROOT, DatasetBD, load_dataset
 from models import ARCHS, select_model
 from utils.checkpoint import write_csv
@@ -40,11 +41,14 @@ RATIOS = (0.01, 0.05, 0.10, 0.15, 0.20)
 BETAS = (500, 1000, 2000, 5000, 10000, 20000, 50000)  # beta2 = beta3 = B, beta1 = B / 2 (the default's shape)
 ATTENTION_FNS = (('sum', 1.0), ('sum_p', 2.0), ('sum_p', 4.0), ('mean_p', 2.0), ('activation', 2.0))
 ADAPTIVE_ALPHAS = (0.2, 0.5, 0.8, 1.0)
-METHOD_NAMES = {'before': 'backdoored', 'finetune': 'fine-tuning', 'fineprune': 'fine-pruning', 'mcr': 'MCR t=0.3',
-                'nad': 'NAD', 'argd': 'ARGD'}
 # A teacher trained from scratch on the 2,500 clean images: 10 epochs, lr 0.1 divided by 10 at epochs 6 and 8.
 # Short, so that the five architectures (WRN-40-2 costs 12x WRN-16-1) fit in about half an hour on a 2-core CPU.
 TEACHER_EPOCHS, TEACHER_SCHEDULE = 10, (6, 8)
+
+
+def method_name(method):
+    """A method's name in figures: the defense's title, 'backdoored' before any defense."""
+    return 'backdoored' if method == 'before' else DEFENSES[method].title if method in DEFENSES else method
 
 
 def report(args, name, rows):
@@ -117,7 +121,7 @@ def attention(args, runner):
     fig, axes = plt.subplots(len(maps), 4, figsize=(6.4, 1.7 * len(maps)))
     for r, (model, group_maps) in enumerate(maps.items()):
         axes[r, 0].imshow(triggered[0].permute(1, 2, 0).numpy())
-        axes[r, 0].set_ylabel(METHOD_NAMES[model], fontsize=8)
+        axes[r, 0].set_ylabel(method_name(model), fontsize=8)
         for g, am in enumerate(group_maps, 1):
             axes[r, g].imshow(am.numpy(), cmap='jet')
             if r == 0:
@@ -163,7 +167,7 @@ def line_plot(args, name, rows, x_key, x_label, log_x=False, title=None):
             xs = sorted({r[x_key] for r in rows if r['method'] == method})
             ys = [sum(r[metric] for r in rows if r['method'] == method and r[x_key] == v) /
                   sum(1 for r in rows if r['method'] == method and r[x_key] == v) for v in xs]
-            ax.plot(xs, ys, 'o-', ms=4, label=METHOD_NAMES.get(method, method))
+            ax.plot(xs, ys, 'o-', ms=4, label=method_name(method))
         ax.set_xlabel(x_label)
         ax.set_ylabel(f'{metric.upper()} (%)')
         if log_x:
@@ -392,7 +396,7 @@ def tradeoff_plot(args, rows):
                     points.append([mean_sd([r[k] for r in runs]) for k in ('acc', 'asr')])
             if points:
                 (acc, acc_sd), (asr, asr_sd) = [zip(*column) for column in zip(*points)]
-                ax.errorbar(acc, asr, xerr=acc_sd, yerr=asr_sd, fmt='o-', ms=4, capsize=2, label=METHOD_NAMES[method])
+                ax.errorbar(acc, asr, xerr=acc_sd, yerr=asr_sd, fmt='o-', ms=4, capsize=2, label=method_name(method))
         ax.set_title(attack)
         ax.set_xlabel('ACC (%)')
         ax.set_ylabel('ASR (%)')

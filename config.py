@@ -12,7 +12,7 @@ import tempfile
 
 from at import ATTENTIONS
 from data_loader import ATTACKS, TARGET_TYPES, TRIGGERS
-from defenses import DEFENSES
+from defenses import DEFENSES, defense_of, method_of
 from models import build_model
 from utils import UserError
 
@@ -119,7 +119,7 @@ def get_arguments():
     g.add_argument('--make_teacher', action='store_true',
                    help='fine-tune the student on the clean data (all betas 0) and save it as --t_model')
     g.add_argument('--defense', default='nad', choices=DEFENSES,
-                   help='nad; finetune (= all betas 0); fineprune; mixup; cutout; argd; mcr (see defenses.py, mcr.py)')
+                   help='nad; finetune (= all betas 0); fineprune; mixup; cutout; argd; mcr (see defenses/)')
     g.add_argument('--teacher_from_scratch', action='store_true',
                    help='with --make_teacher: train a fresh --t_name model on the clean subset instead of '
                         'fine-tuning the student (paper Table 2, Fig. 4); give it more --epochs and a larger --lr')
@@ -312,9 +312,7 @@ def check_paths(args, outputs):
         writable_dir(data_root, '--data_root')
     for flag in ('s_model', 'init', 'mcr_end'):
         input_file(getattr(args, flag, None), f'--{flag}')
-    distills = getattr(args, 'defense', None) == 'argd' or \
-        (getattr(args, 'defense', None) == 'nad' and any((args.beta1, args.beta2, args.beta3)))
-    if distills and not args.make_teacher:  # the runs that load a teacher
+    if hasattr(args, 'defense') and defense_of(method_of(args)).needs_teacher:  # the runs that load a teacher
         input_file(args.t_model, '--t_model')
     if getattr(args, 'attack', None) == 'cl' and not hasattr(args, 'defense'):
         input_file(args.pgd_model, '--pgd_model')
@@ -402,7 +400,8 @@ def validate(args):
 
 def _validate_defense(args):
     if args.cutout_length is None:
-        args.cutout_length = {'cutout': 3, 'mixup': 0}.get(args.defense, PROTOCOLS[args.protocol]['cutout_length'])
+        own = DEFENSES[args.defense].cutout_length
+        args.cutout_length = PROTOCOLS[args.protocol]['cutout_length'] if own is None else own
     if args.defense == 'finetune':  # fine-tuning is NAD without the attention terms
         args.beta1 = args.beta2 = args.beta3 = 0.0
     if args.make_teacher:
@@ -441,7 +440,7 @@ def _validate_defense(args):
         raise UserError(f'--prune_target_acc {args.prune_target_acc} must be a percentage in [0, 100]')
     if not all(0 <= t <= 1 for t in args.mcr_points + [args.mcr_t]):
         raise UserError('--mcr_t and --mcr_points must lie in [0, 1]')
-    if args.iterations > 1 and args.defense not in ('nad', 'argd'):
+    if args.iterations > 1 and not DEFENSES[args.defense].needs_teacher:
         raise UserError('--iterations applies to the distillation defenses (nad, argd)')
 
 

@@ -16,31 +16,18 @@ written together at the end (--log_root, --checkpoint_root; both git-ignored by 
 """
 import copy
 import os
+from types import SimpleNamespace
 
 import torch
 
 import config
-import mcr
 from data_loader import BatchLoader, clean_subset
-from defenses import ARGDLoss, distillation_loss, mixup_loss, prune_channels, prune_order, search_prune_ratio
+from defenses import defense_of, method_of
 from models import build_model, select_model
-from utils.checkpoint import checkpoint_bytes, file_sha256, write_csv, write_run
+from utils.checkpoint import checkpoint_bytes, file_sha256, write_run
 from utils.cli import Timer, epoch_line, run, setup, test_loaders
 from utils.engine import accuracy, evaluate, set_lr, train_epoch
 from utils.runtime import generator
-
-
-def method_of(args):
-    """The name results are filed under. NAD with every beta 0 is fine-tuning, and is named so."""
-    if args.make_teacher:
-        return 'teacher'
-    if args.defense == 'nad' and not any((args.beta1, args.beta2, args.beta3)):
-        return 'finetune'
-    return args.defense
-
-
-def needs_teacher(method):
-    return method in ('nad', 'argd')
 
 
 def lr_for_epoch(args, epoch):
@@ -88,24 +75,10 @@ def known_before(args, method, s_ckpt):
         'student checkpoint record'
 
 
-def build_loss(method, args, teacher, device):
-    """The defense's training loss and any parameters of its own that must be optimised."""
-    betas = (args.beta1, args.beta2, args.beta3)
-    if method == 'argd':
-        loss = ARGDLoss(teacher, betas, args.argd_edge, args.argd_embed, args.p, args.attention, args.at_form).to(device)
-        return loss, list(loss.projections.parameters())
-    if method == 'mixup':
-        return mixup_loss(args.mixup_alpha, generator(args.seed, 'mixup', device)), []
-    if method == 'nad':
-        return distillation_loss(teacher, betas, args.p, args.attention, args.at_form), []
-    return distillation_loss(None, (0, 0, 0), args.p, args.attention, args.at_form), []  # plain CE
-
-
-def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clean_loader, backdoor_loader,
-              device, amp_dtype, first_epoch=1):
+def fine_tune(args, defense, student, teacher, loaders, device, amp_dtype, first_epoch=1):
     """The shared erasing loop: train, evaluate after every epoch, keep one epoch by the stated rule.
     Returns (rows, kept row, kept state)."""
-    loss_fn, own_params = build_loss(method, args, teacher, device)
+    loss_fn, own_params = defense.loss(args, teacher, device)
     optimizer = torch.optim.SGD([{'params': student.parameters()}, {'params': own_params, 'weight_decay': 0.0}],
                                 lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                                 nesterov=args.nesterov)
@@ -114,18 +87,18 @@ def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clea
         timer = Timer()
         lr = lr_for_epoch(args, epoch)
         set_lr(optimizer, lr)
-        loss = train_epoch(student, train_loader, loss_fn, optimizer, device, amp_dtype,
+        loss = train_epoch(student, loaders.train, loss_fn, optimizer, device, amp_dtype,
                            desc=f'epoch {first_epoch + epoch}', epoch=first_epoch + epoch)
         last = epoch == args.epochs - 1
         metrics = {'acc': None, 'asr': None, 'ra': None}
         if last or (args.eval_every and (epoch + 1) % args.eval_every == 0):
             # The last epoch is measured in float32, as train_badnet.py's is: it is what keep=last records,
             # and bfloat16 inference moves a few test images across the decision boundary.
-            metrics = evaluate(student, clean_loader, backdoor_loader, device, None if last else amp_dtype)
+            metrics = evaluate(student, loaders.clean, loaders.backdoor, device, None if last else amp_dtype)
         row = {'epoch': first_epoch + epoch, 'lr': lr, 'loss': loss, 'acc': metrics['acc'], 'asr': metrics['asr'],
                'ra': metrics['ra'], 'seconds': timer()}
-        if holdout_loader is not None:
-            row['holdout_acc'] = accuracy(student, holdout_loader, device, amp_dtype)
+        if loaders.holdout is not None:
+            row['holdout_acc'] = accuracy(student, loaders.holdout, device, amp_dtype)
         rows.append(row)
         print(epoch_line(row['epoch'], lr, loss, metrics, row['seconds']), flush=True)
         # Keep rules. 'last': the final epoch (all a defender without the trigger can do); 'holdout': the
@@ -143,7 +116,7 @@ def fine_tune(args, method, student, teacher, train_loader, holdout_loader, clea
             break
     if kept is not rows[-1] or not last:  # an earlier or early-stopped epoch is kept: measure it in float32 too
         student.load_state_dict(kept_state)
-        kept.update({k: v for k, v in evaluate(student, clean_loader, backdoor_loader, device).items()
+        kept.update({k: v for k, v in evaluate(student, loaders.clean, loaders.backdoor, device).items()
                      if k in ('acc', 'asr', 'ra')})
     return rows, kept, kept_state
 
@@ -167,13 +140,12 @@ def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
                              ra=kept['ra'], method=method, protocol=args.protocol, keep_rule=args.keep,
                              config=vars(args), eval_precision='float32',
                              source_checkpoint=None if args.teacher_from_scratch and method == 'teacher' else args.s_model)
-    if method == 'mcr':
-        write_csv(os.path.join(args.log_root, f'{run_name}_curve.csv'), extra['curve'])
-        mcr.plot(extra['curve'], os.path.join(args.log_root, f'{run_name}_curve.png'), args.mcr_t)
+    if defense_of(method).write_files:
+        defense_of(method).write_files(args, os.path.join(args.log_root, run_name), extra)
     summary = {**summary, 'student_checkpoint': {'path': args.s_model, 'sha256': file_sha256(args.s_model),
                                       'epoch': s_ckpt.get('epoch'), 'acc': s_ckpt.get('acc'), 'asr': s_ckpt.get('asr')},
                'teacher_checkpoint': {'path': args.t_model, 'sha256': file_sha256(args.t_model)}
-               if needs_teacher(method) else None,
+               if defense_of(method).needs_teacher else None,
                **extra, 'config': vars(args), 'epochs': rows}
     write_run(path, model, os.path.join(args.log_root, run_name), rows, summary)
     return path
@@ -182,13 +154,14 @@ def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
 def main():
     args = config.parse(config.get_arguments())
     method = method_of(args)
+    defense = defense_of(method)
     name = os.path.join(args.log_root, result_name(args, method))
     config.check_paths(args, [('t_model' if method == 'teacher' else 'checkpoint_root', model_path(args, method)),
                               ('log_root', name + '.csv'), ('log_root', name + '.json')])
     # Checkpoints first: a bad one fails in a second, before any data is loaded.
     student, s_ckpt = select_model(args.s_name, args.num_classes, args.s_model, args.trust_checkpoint)
     teacher = None
-    if needs_teacher(method):
+    if defense.needs_teacher:
         teacher = select_model(args.t_name, args.num_classes, args.t_model, args.trust_checkpoint)[0]
     if method == 'teacher' and args.teacher_from_scratch:
         student = build_model(args.t_name, args.num_classes)  # Table 2 / Fig. 4: a teacher that never saw poison
@@ -200,61 +173,42 @@ def main():
         teacher = teacher.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
 
     x, y = clean_subset(*data['train'], args.ratio, seed=args.seed)
-    holdout_loader = None
+    holdout = None
     if args.holdout:
         (x, y), (hx, hy) = split_holdout(x, y, args.holdout, args.seed)
-        holdout_loader = BatchLoader(hx, hy, args.eval_batch_size, device)
-    train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
-                               cutout_length=args.cutout_length, seed=args.seed)
-    subset_loader = BatchLoader(x, y, args.eval_batch_size, device)  # the clean subset, no augmentation
-    clean_loader, backdoor_loader = test_loaders(args, data, device)
+        holdout = BatchLoader(hx, hy, args.eval_batch_size, device)
+    clean, backdoor = test_loaders(args, data, device)
+    loaders = SimpleNamespace(
+        train=BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
+                          cutout_length=args.cutout_length, seed=args.seed),
+        subset=BatchLoader(x, y, args.eval_batch_size, device),  # the clean subset, no augmentation
+        holdout=holdout, clean=clean, backdoor=backdoor)
     distills = f', betas {(args.beta1, args.beta2, args.beta3)}, attention {args.attention} p={args.p}, ' \
-               f'loss form {args.at_form}' if needs_teacher(method) else ''
+               f'loss form {args.at_form}' if defense.needs_teacher else ''
     print(f'{method}: {len(y)} clean images ({args.ratio:.0%} of the training set'
-          f"{f', {len(holdout_loader.y)} held out' if holdout_loader else ''}), protocol {args.protocol}: "
+          f"{f', {len(holdout.y)} held out' if holdout else ''}), protocol {args.protocol}: "
           f"{args.epochs} epochs, lr {args.lr:g} x{args.gamma:g} at {args.schedule}"
           f"{', Nesterov' if args.nesterov else ''}{distills}, cutout {args.cutout_length}", flush=True)
 
     total = Timer()
     before, before_source = known_before(args, method, s_ckpt)
     if before is None:  # float32, like every recorded result
-        before = evaluate(student, clean_loader, backdoor_loader, device)
+        before = evaluate(student, loaders.clean, loaders.backdoor, device)
     before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'ra': before['ra'],
                   'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)
-    extra = {}
-
-    if method == 'mcr':
-        curve, at_t, model, curve_seconds = mcr.run(args, student, train_loader, subset_loader, clean_loader,
-                                                    backdoor_loader, device, amp_dtype)
-        student.load_state_dict(model.state_dict())
-        extra = {'mcr_t': args.mcr_t, 'curve': curve}
-        kept = {'epoch': args.mcr_epochs, 'lr': None, 'loss': None, 'acc': at_t['acc'], 'asr': at_t['asr'],
-                'ra': at_t.get('ra'), 'seconds': curve_seconds}
-        rows = [kept]
+    if defense.procedure:  # a defense that does not fine-tune (MCR)
+        rows, kept, extra = defense.procedure(args, student, loaders, device, amp_dtype)
     else:
-        if method == 'fineprune':
-            order = prune_order(student, subset_loader, device, amp_dtype)
-            ratio, acc0, acc1 = args.prune_ratio, None, None
-            if ratio is None:
-                ratio, acc0, acc1 = search_prune_ratio(student, order, subset_loader, device, amp_dtype,
-                                                       args.prune_max_drop, target_acc=args.prune_target_acc)
-            pruned = order[:int(round(ratio * len(order)))]
-            prune_channels(student, pruned)
-            pruned_metrics = evaluate(student, clean_loader, backdoor_loader, device, amp_dtype)
-            extra = {'prune_ratio': ratio, 'pruned_channels': pruned.tolist(), 'after_pruning': pruned_metrics,
-                     'clean_subset_acc_unpruned': acc0, 'clean_subset_acc_pruned': acc1}
-            print(f'fine-pruning: {len(pruned)} of {len(order)} last-layer channels masked (ratio {ratio:.2f}) | '
-                  f"before fine-tuning: ACC {pruned_metrics['acc']:.2f} ASR {pruned_metrics['asr']:.2f}", flush=True)
+        extra = defense.prepare(args, student, loaders, device, amp_dtype) if defense.prepare else {}
         rows, kept, kept_state = [], None, None
         for round_ in range(1, args.iterations + 1):
             if round_ > 1:  # iterative NAD (Appendix G): the last round's erased model teaches the next
                 teacher = copy.deepcopy(student).eval().requires_grad_(False)
                 student.load_state_dict(backdoored)
                 print(f'round {round_}: the erased model of round {round_ - 1} is the teacher', flush=True)
-            round_rows, kept, kept_state = fine_tune(args, method, student, teacher, train_loader, holdout_loader,
-                                                     clean_loader, backdoor_loader, device, amp_dtype,
+            round_rows, kept, kept_state = fine_tune(args, defense, student, teacher, loaders, device, amp_dtype,
                                                      first_epoch=len(rows) + 1)
             rows += round_rows
             student.load_state_dict(kept_state)
@@ -264,7 +218,7 @@ def main():
     path = save_run(args, method, student, s_ckpt, rows, kept, extra, {
         'method': method, 'protocol': args.protocol, 'before': before_row, 'before_source': before_source,
         'after': kept, 'keep_rule': args.keep,
-        'acc_note': f'ACC over all {len(clean_loader.y)} test images; ASR over the {len(backdoor_loader.y)} '
+        'acc_note': f'ACC over all {len(loaders.clean.y)} test images; ASR over the {len(loaders.backdoor.y)} '
                     'triggered test images whose true class is not the target; RA: the same images classified '
                     'as their true class',
         'at_form': args.at_form, 'seconds': seconds,

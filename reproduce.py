@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 
+import defenses
 from analyses import ANALYSES, mean_sd
 from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
 from data_loader import TABLE3
@@ -38,32 +39,27 @@ from utils.cli import run
 
 # main.py runs here, and the checkpoint paths its summaries record are relative to this folder.
 ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFENSES = ('finetune', 'fineprune', 'mcr', 'nad', 'argd')
+DEFENSES = tuple(name for name, d in defenses.DEFENSES.items() if d.table1)  # Table 1's columns
 SEEDS = [0, 1, 2]
-NAMES = {'before': 'Before', 'finetune': 'Fine-tuning', 'fineprune': 'Fine-pruning', 'mcr': 'MCR (t=0.3)',
-         'nad': 'NAD', 'argd': 'ARGD'}
 # Table 1's rows: the paper's six Table 3 attacks, then Refool with poisoned labels, which implants a
 # backdoor on CIFAR-10 where the paper's clean-label Refool does not (docs/ZOO.md).
 ATTACKS = (*TABLE3, 'refool_pl')
 ATTACK_NAMES = {'badnets': 'BadNets', 'trojan': 'Trojan', 'blend': 'Blend', 'cl': 'CL', 'sig': 'SIG',
                 'refool': 'Refool (clean-label)', 'refool_pl': 'Refool (poison-label; not in the paper)'}
-# The paper's Table 1 (WRN-16-1, CIFAR-10, 5% clean data): (ASR, ACC). ARGD is not in the paper.
-PAPER = {
-    'badnets': {'before': (100, 85.65), 'finetune': (17.18, 81.22), 'fineprune': (99.73, 81.14),
-                'mcr': (4.65, 80.94), 'nad': (4.77, 81.17)},
-    'trojan': {'before': (100, 81.24), 'finetune': (71.76, 77.88), 'fineprune': (41.00, 78.17),
-               'mcr': (41.25, 78.76), 'nad': (19.63, 79.16)},
-    'blend': {'before': (99.97, 84.95), 'finetune': (36.60, 81.22), 'fineprune': (93.62, 81.13),
-              'mcr': (64.33, 80.34), 'nad': (4.04, 81.68)},
-    'cl': {'before': (99.21, 82.43), 'finetune': (75.08, 81.73), 'fineprune': (29.88, 79.32),
-           'mcr': (32.95, 79.04), 'nad': (9.18, 80.34)},
-    'sig': {'before': (99.91, 84.36), 'finetune': (9.18, 81.28), 'fineprune': (74.26, 81.60),
-            'mcr': (1.62, 80.94), 'nad': (2.52, 81.95)},
-    'refool': {'before': (95.16, 82.38), 'finetune': (14.38, 80.34), 'fineprune': (63.49, 80.64),
-               'mcr': (8.76, 78.84), 'nad': (3.18, 80.73)},
-}
-PAPER_AVERAGE = {'before': (99.04, 83.50), 'finetune': (37.36, 80.61), 'fineprune': (67.00, 80.50),
-                 'mcr': (25.59, 79.81), 'nad': (7.22, 80.83)}  # as printed (all six attacks)
+# The paper's Table 1 (WRN-16-1, CIFAR-10, 5% clean data), its "Before" column: (ASR, ACC); the
+# defenses' columns are their entries' `paper` values (defenses/__init__.py).
+PAPER_BEFORE = {'badnets': (100, 85.65), 'trojan': (100, 81.24), 'blend': (99.97, 84.95), 'cl': (99.21, 82.43),
+                'sig': (99.91, 84.36), 'refool': (95.16, 82.38), 'average': (99.04, 83.50)}
+
+
+def paper(attack, column):
+    """The paper's (ASR, ACC) of a Table 1 cell ('average': its printed average row); (None, None) if none."""
+    values = PAPER_BEFORE if column == 'before' else defenses.DEFENSES[column].paper
+    return values.get(attack, (None, None))
+
+
+def title(column):
+    return 'Before' if column == 'before' else defenses.DEFENSES[column].title
 
 
 def get_arguments():
@@ -419,28 +415,28 @@ def table_name(args, protocol):
 
 def row(attack, defense, results, seconds):
     """One Table 1 cell: mean and sd over seeds of each metric (None where a result lacks it)."""
-    paper = PAPER.get(attack, {}).get(defense, (None, None))
     cell = {'attack': attack, 'defense': defense, 'seeds': len(results)}
     for m in METRICS:
         values = [r.get(m) for r in results]
         cell[m], cell[f'{m}_std'] = mean_sd(values)
-    return {**cell, 'paper_asr': paper[0], 'paper_acc': paper[1], 'seconds': sum(seconds)}
+    asr, acc = paper(attack, defense)
+    return {**cell, 'paper_asr': asr, 'paper_acc': acc, 'seconds': sum(seconds)}
 
 
 def average_paper(defense, attacks, i):
     """The paper's average row over `attacks`: its printed one for all six, else the mean of its cells."""
-    if defense not in PAPER_AVERAGE:
+    if paper('average', defense)[i] is None:
         return None
     if sorted(attacks) == sorted(TABLE3):
-        return PAPER_AVERAGE[defense][i]
-    values = [PAPER[a][defense][i] for a in attacks]
+        return paper('average', defense)[i]
+    values = [paper(a, defense)[i] for a in attacks]
     return sum(values) / len(values)
 
 
 def table1_markdown(rows, args, protocol):
     columns = ['before', *args.defenses]
     seeds = len(args.seeds)
-    head = '| attack | ' + ' | '.join(NAMES[c] for c in columns) + ' |'
+    head = '| attack | ' + ' | '.join(title(c) for c in columns) + ' |'
     p = PROTOCOLS[protocol]
     epochs = args.epochs or p['epochs']
     lines = [f'ASR / ACC / RA in %, ours (the paper\'s ASR / ACC). WRN-16-1, CIFAR-10, 5% clean data; protocol '

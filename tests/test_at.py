@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import at
-from defenses import distillation_loss as nad_loss
+from defenses.nad import distillation_loss as nad_loss
 from models import build_model
 
 

@@ -6,8 +6,11 @@ import torch.nn.functional as F
 
 import config
 from at import attention
-from defenses import ARGDLoss, distillation_loss, mixup_loss, prune_channels, prune_order, search_prune_ratio
-from mcr import BezierCurve
+from defenses.argd import ARGDLoss
+from defenses.fineprune import prune_channels, prune_order, search_prune_ratio
+from defenses.mcr import BezierCurve
+from defenses.mixup import mixup_loss
+from defenses.nad import distillation_loss
 from models import build_model
 from utils import UserError
 
@@ -169,7 +172,7 @@ def test_holdout_split_is_seeded_and_disjoint():
 
 
 def test_results_are_filed_under_the_method_that_ran():
-    from main import method_of
+    from defenses import method_of
     assert method_of(nad()) == 'nad' and method_of(nad('--defense', 'finetune')) == 'finetune'
     assert method_of(nad('--beta1', '0', '--beta2', '0', '--beta3', '0')) == 'finetune'
     assert method_of(nad('--make_teacher')) == 'teacher' and method_of(nad('--defense', 'argd')) == 'argd'
@@ -188,3 +191,22 @@ def test_the_before_row_comes_from_the_record_only_when_it_is_the_same_measureme
     scratch = nad('--make_teacher', '--teacher_from_scratch')
     assert known_before(scratch, 'teacher', record) == ({'acc': None, 'asr': None, 'ra': None},
                                                         'not measured (fresh initialisation)')
+
+
+def test_a_defense_is_one_registry_entry(monkeypatch):
+    from defenses import DEFENSES, Defense, defense_of
+    import reproduce
+    assert set(config.get_arguments()._option_string_actions['--defense'].choices) == set(DEFENSES)
+    assert reproduce.DEFENSES == ('finetune', 'fineprune', 'mcr', 'nad', 'argd')      # Table 1, the paper's order
+    assert all(d.paper for name, d in DEFENSES.items() if d.table1 and name != 'argd')   # ARGD is not in the paper
+    assert all((d.loss is None) != (d.procedure is None) for d in DEFENSES.values())
+    assert defense_of('teacher') is DEFENSES['finetune'] and DEFENSES['nad'].needs_teacher
+    # a new defense: one entry (here label smoothing), and main.py's parser and loop take it
+    smooth = Defense('Label smoothing', loss=lambda args, teacher, device: (
+        lambda model, x, y: F.cross_entropy(model(x)[-1], y, label_smoothing=0.1), []), cutout_length=0)
+    monkeypatch.setitem(DEFENSES, 'smooth', smooth)
+    args = config.parse(config.get_arguments(), ['--defense', 'smooth'])
+    assert args.cutout_length == 0 and args.beta3 == 1000
+    loss_fn, own = DEFENSES[args.defense].loss(args, None, CPU)
+    x, y = batches(1)[0]
+    assert own == [] and loss_fn(model(), x, y).item() > 0

@@ -10,6 +10,7 @@ interior t they are recomputed on the clean subset; at t = 0 and t = 1 the weigh
 endpoint's, and its own statistics are used, so the curve reproduces its endpoints exactly.
 
 Run through main.py:  python main.py --defense mcr  [--mcr_epochs 100 --mcr_t 0.3 --mcr_end PATH]
+It writes the whole curve beside the run's results as <run>_curve.csv and <run>_curve.png.
 """
 import copy
 import math
@@ -18,6 +19,7 @@ import torch
 from torch.func import functional_call
 
 from models import select_model
+from utils.checkpoint import write_csv
 from utils.cli import Timer
 from utils.engine import evaluate, set_lr, train_epoch
 from utils.figures import pyplot, save_figure
@@ -116,3 +118,20 @@ def plot(rows, path, report_t):
     ax.set_ylim(-2, 102)
     ax.legend(loc='center right')
     save_figure(fig, path)
+
+
+def procedure(args, student, loaders, device, amp_dtype):
+    """MCR in place of the fine-tuning loop: the student becomes the curve's model at --mcr_t.
+    Returns (rows, the kept row, the summary's extra fields)."""
+    curve, at_t, model, seconds = run(args, student, loaders.train, loaders.subset, loaders.clean, loaders.backdoor,
+                                      device, amp_dtype)
+    student.load_state_dict(model.state_dict())
+    kept = {'epoch': args.mcr_epochs, 'lr': None, 'loss': None, 'acc': at_t['acc'], 'asr': at_t['asr'],
+            'ra': at_t.get('ra'), 'seconds': seconds}
+    return [kept], kept, {'mcr_t': args.mcr_t, 'curve': curve}
+
+
+def write_files(args, stem, extra):
+    """The curve's CSV and PNG (written just before the run's model, CSV and JSON)."""
+    write_csv(f'{stem}_curve.csv', extra['curve'])
+    plot(extra['curve'], f'{stem}_curve.png', args.mcr_t)
