@@ -8,7 +8,6 @@ import sys
 import pytest
 import torch
 
-from data_loader import load_cifar10
 from models import select_model
 from utils.cli import test_loaders as make_test_loaders
 from utils.engine import evaluate
@@ -17,11 +16,6 @@ pytestmark = pytest.mark.e2e
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDENT = os.path.join(ROOT, 'weight', 's_net', 'WRN-16-1-S-model_best.pth.tar')
 TEACHER = os.path.join(ROOT, 'weight', 't_net', 'WRN-16-1-T-model_best.pth.tar')
-
-
-@pytest.fixture(scope='module')
-def cifar():
-    return load_cifar10()
 
 
 @pytest.fixture(scope='module')

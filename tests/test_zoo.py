@@ -8,7 +8,7 @@ import torch
 
 import config
 from utils.checkpoint import safe_load
-from data_loader import ATTACKS, TABLE3, load_cifar10
+from data_loader import ATTACKS, TABLE3
 from models import select_model
 from utils.cli import test_loaders as make_test_loaders
 from utils.engine import evaluate
@@ -37,11 +37,6 @@ def test_zoo_models_carry_their_attack(attack):
     _, t = select_model('WRN-16-1', 10, teacher)
     assert t['method'] == 'teacher' and t['config']['attack'] == attack and t['source_checkpoint'].endswith(
         f'WRN-16-1-{attack}.pth.tar')
-
-
-@pytest.fixture(scope='module')
-def cifar():
-    return load_cifar10()
 
 
 @pytest.mark.parametrize('attack', ['trojan', 'refool'])
