@@ -145,6 +145,14 @@ def load_dataset(name, root=DATA_ROOT):
     raise UserError(f"unknown dataset '{name}' (choose CIFAR10 or GTSRB)")
 
 
+def dataset_for(args):
+    """The dataset a run names (--dataset, --data_root), checked against its --num_classes."""
+    data, num_classes = load_dataset(args.dataset, args.data_root or DATA_ROOT)
+    if num_classes != args.num_classes:
+        raise UserError(f'--num_classes {args.num_classes} does not match {args.dataset} ({num_classes} classes)')
+    return data
+
+
 # ---------------------------------------------------------------------------------------------------
 # Triggers: name -> function(uint8 NCHW batch) -> new uint8 batch. Layouts follow the original NAD
 # code (rows, cols) on 32x32 images; blends are computed in float and rounded, then clipped.
@@ -591,3 +599,13 @@ class BatchLoader:
             if self.cutout_length:
                 xb = cutout(xb, self.cutout_length, self.gen)
             yield xb.float().div_(255).contiguous(memory_format=torch.channels_last), yb
+
+
+def test_loaders(args, data, device):
+    """The full clean test set (ACC) and the triggered non-target test set (ASR, and RA by its true labels)."""
+    x, y = data['test']
+    backdoor = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label, mode='test',
+                         num_classes=args.num_classes, trigger_alpha=getattr(args, 'trigger_alpha', None))
+    clean_loader = BatchLoader(x, y, args.eval_batch_size, device)
+    backdoor_loader = BatchLoader(backdoor.x, backdoor.y, args.eval_batch_size, device, true_y=backdoor.true_y)
+    return clean_loader, backdoor_loader

@@ -21,13 +21,13 @@ from types import SimpleNamespace
 import torch
 
 import config
-from data_loader import BatchLoader, clean_subset
+from data_loader import BatchLoader, clean_subset, dataset_for, test_loaders
 from defenses import defense_of, method_of
 from models import build_model, select_model
 from utils.checkpoint import checkpoint_bytes, file_sha256, write_run
-from utils.cli import Timer, epoch_line, run, setup, test_loaders
+from utils.cli import Timer, epoch_line, run
 from utils.engine import accuracy, evaluate, set_lr, train_epoch
-from utils.runtime import generator
+from utils.runtime import generator, setup
 
 
 def lr_for_epoch(args, epoch):
@@ -166,7 +166,8 @@ def main():
     if method == 'teacher' and args.teacher_from_scratch:
         student = build_model(args.t_name, args.num_classes)  # Table 2 / Fig. 4: a teacher that never saw poison
     warn_if_other_attack(args, s_ckpt)
-    device, amp_dtype, data = setup(args)
+    device, amp_dtype = setup(args)
+    data = dataset_for(args)
     backdoored = copy.deepcopy(student.state_dict())
     student = student.to(device, memory_format=torch.channels_last)
     if teacher is not None:

@@ -302,14 +302,13 @@ def zoo_before(args, attack):
         ckpt = load_checkpoint(os.path.join(ROOT, path))
         return {'acc': ckpt['acc'], 'asr': ckpt['asr'], 'ra': None}
     import config
-    from data_loader import DATA_ROOT, load_dataset
+    from data_loader import dataset_for, test_loaders
     from models import select_model
-    from utils.cli import test_loaders
     from utils.engine import evaluate
     from utils.runtime import resolve_device
     margs = config.parse(config.get_arguments(), ['--attack', attack])
     device = resolve_device(args.device)
-    data = load_dataset(margs.dataset, margs.data_root or DATA_ROOT)[0]
+    data = dataset_for(margs)
     model = select_model(margs.s_name, margs.num_classes, os.path.join(ROOT, path))[0].to(device)
     metrics = evaluate(model, *test_loaders(margs, data, device), device)
     record = {'attack': attack, 'checkpoint': path, 'sha256': sha, **metrics}

@@ -20,12 +20,12 @@ import os
 import torch
 
 import config
-from data_loader import BatchLoader, DatasetBD
+from data_loader import BatchLoader, DatasetBD, dataset_for, test_loaders
 from models import build_model, select_model
 from utils.checkpoint import checkpoint_bytes, write_run
-from utils.cli import Timer, epoch_line, run, setup, test_loaders
+from utils.cli import Timer, epoch_line, run
 from utils.engine import cross_entropy_loss, evaluate, train_epoch
-from utils.runtime import generator
+from utils.runtime import generator, setup
 
 
 def default_output(args):
@@ -62,7 +62,8 @@ def main():
     config.check_paths(args, [('output', args.output), ('log_root', log + '.csv'), ('log_root', log + '.json')])
     # A bad --init checkpoint fails here, before the data are loaded.
     model = select_model(args.s_name, args.num_classes, args.init, args.trust_checkpoint)[0] if args.init else None
-    device, amp_dtype, data = setup(args)
+    device, amp_dtype = setup(args)
+    data = dataset_for(args)
     if model is None:  # random weights, drawn after setup() has seeded everything
         model = build_model(args.s_name, args.num_classes)
     model = model.to(device, memory_format=torch.channels_last)

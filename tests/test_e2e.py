@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models import select_model
-from utils.cli import test_loaders as make_test_loaders
+from data_loader import test_loaders as make_test_loaders
 from utils.engine import evaluate
 
 pytestmark = pytest.mark.e2e

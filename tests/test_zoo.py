@@ -10,7 +10,7 @@ import config
 from utils.checkpoint import safe_load
 from data_loader import ATTACKS, TABLE3
 from models import select_model
-from utils.cli import test_loaders as make_test_loaders
+from data_loader import test_loaders as make_test_loaders
 from utils.engine import evaluate
 
 pytestmark = pytest.mark.e2e

@@ -1,11 +1,9 @@
-"""What every entry point does the same way: error handling, set-up, test loaders, epoch lines."""
+"""What every entry point does the same way: error handling, interruption, epoch lines, timing."""
 import signal
 import sys
 import time
 
-from data_loader import DATA_ROOT, BatchLoader, DatasetBD, load_dataset
 from utils import UserError
-from utils.runtime import autocast_dtype, resolve_device, seed_everything
 
 
 def run(main):
@@ -22,28 +20,6 @@ def run(main):
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-def setup(args):
-    """Seed, pick the device and precision, load the dataset. Returns (device, amp_dtype, data)."""
-    seed_everything(args.seed)
-    device = resolve_device(args.device)
-    amp_dtype = autocast_dtype(device, args.amp)
-    data, num_classes = load_dataset(args.dataset, args.data_root or DATA_ROOT)
-    if num_classes != args.num_classes:
-        raise UserError(f'--num_classes {args.num_classes} does not match {args.dataset} ({num_classes} classes)')
-    print(f'device {device}, precision {amp_dtype or "float32"}, seed {args.seed}', flush=True)
-    return device, amp_dtype, data
-
-
-def test_loaders(args, data, device):
-    """The full clean test set (ACC) and the triggered non-target test set (ASR, and RA by its true labels)."""
-    x, y = data['test']
-    backdoor = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label, mode='test',
-                         num_classes=args.num_classes, trigger_alpha=getattr(args, 'trigger_alpha', None))
-    clean_loader = BatchLoader(x, y, args.eval_batch_size, device)
-    backdoor_loader = BatchLoader(backdoor.x, backdoor.y, args.eval_batch_size, device, true_y=backdoor.true_y)
-    return clean_loader, backdoor_loader
 
 
 def epoch_line(epoch, lr, loss, metrics, seconds):

@@ -62,3 +62,13 @@ def generator(seed, purpose, device='cpu'):
     with one seed for everything, the loader's first shuffle equals the poisoning permutation, and
     every poisoned image lands in the first batches."""
     return torch.Generator(device=device).manual_seed(zlib.crc32(f'{purpose}:{seed}'.encode()))
+
+
+def setup(args):
+    """Seed everything (--seed), pick the device and the autocast precision, and say so. Returns
+    (device, amp_dtype)."""
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(device, args.amp)
+    print(f'device {device}, precision {amp_dtype or "float32"}, seed {args.seed}', flush=True)
+    return device, amp_dtype
