@@ -26,13 +26,8 @@ from defenses import defense_of, method_of
 from models import build_model, select_model
 from utils.checkpoint import checkpoint_bytes, file_sha256, write_run
 from utils.cli import Timer, epoch_line, run
-from utils.engine import accuracy, evaluate, set_lr, train_epoch
+from utils.engine import evaluate, fit, step_schedule
 from utils.runtime import generator, setup
-
-
-def lr_for_epoch(args, epoch):
-    """Step schedule: args.lr times gamma for every milestone reached (epochs counted from 0)."""
-    return args.lr * args.gamma ** sum(epoch >= m for m in args.schedule)
 
 
 def split_holdout(x, y, fraction, seed):
@@ -76,49 +71,16 @@ def known_before(args, method, s_ckpt):
 
 
 def fine_tune(args, defense, student, teacher, loaders, device, amp_dtype, first_epoch=1):
-    """The shared erasing loop: train, evaluate after every epoch, keep one epoch by the stated rule.
+    """The defense's loss in the shared loop under the protocol's schedule, one epoch kept by --keep.
     Returns (rows, kept row, kept state)."""
     loss_fn, own_params = defense.loss(args, teacher, device)
     optimizer = torch.optim.SGD([{'params': student.parameters()}, {'params': own_params, 'weight_decay': 0.0}],
                                 lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                                 nesterov=args.nesterov)
-    rows, kept, kept_state, best_holdout, stale = [], None, None, -1.0, 0
-    for epoch in range(args.epochs):
-        timer = Timer()
-        lr = lr_for_epoch(args, epoch)
-        set_lr(optimizer, lr)
-        loss = train_epoch(student, loaders.train, loss_fn, optimizer, device, amp_dtype,
-                           desc=f'epoch {first_epoch + epoch}', epoch=first_epoch + epoch)
-        last = epoch == args.epochs - 1
-        metrics = {'acc': None, 'asr': None, 'ra': None}
-        if last or (args.eval_every and (epoch + 1) % args.eval_every == 0):
-            # The last epoch is measured in float32, as train_badnet.py's is: it is what keep=last records,
-            # and bfloat16 inference moves a few test images across the decision boundary.
-            metrics = evaluate(student, loaders.clean, loaders.backdoor, device, None if last else amp_dtype)
-        row = {'epoch': first_epoch + epoch, 'lr': lr, 'loss': loss, 'acc': metrics['acc'], 'asr': metrics['asr'],
-               'ra': metrics['ra'], 'seconds': timer()}
-        if loaders.holdout is not None:
-            row['holdout_acc'] = accuracy(student, loaders.holdout, device, amp_dtype)
-        rows.append(row)
-        print(epoch_line(row['epoch'], lr, loss, metrics, row['seconds']), flush=True)
-        # Keep rules. 'last': the final epoch (all a defender without the trigger can do); 'holdout': the
-        # epoch with the best accuracy on the held-out clean images; 'oracle': the highest ACC - ASR,
-        # which peeks at the trigger (analysis only).
-        if args.keep == 'holdout':
-            better = row['holdout_acc'] > best_holdout
-            best_holdout, stale = (row['holdout_acc'], 0) if better else (best_holdout, stale + 1)
-        else:
-            better = args.keep == 'last' or kept is None or row['acc'] - row['asr'] > kept['acc'] - kept['asr']
-        if better:
-            kept, kept_state = row, copy.deepcopy(student.state_dict())
-        if args.keep == 'holdout' and stale >= args.patience:
-            print(f'early stop: no better held-out accuracy for {args.patience} epochs', flush=True)
-            break
-    if kept is not rows[-1] or not last:  # an earlier or early-stopped epoch is kept: measure it in float32 too
-        student.load_state_dict(kept_state)
-        kept.update({k: v for k, v in evaluate(student, loaders.clean, loaders.backdoor, device).items()
-                     if k in ('acc', 'asr', 'ra')})
-    return rows, kept, kept_state
+    return fit(student, loaders.train, loss_fn, optimizer, args.epochs, step_schedule(args.lr, args.schedule, args.gamma),
+               device, amp_dtype, measure=lambda dtype: evaluate(student, loaders.clean, loaders.backdoor, device, dtype),
+               every=args.eval_every, keep=args.keep, holdout=loaders.holdout, patience=args.patience,
+               first_epoch=first_epoch)
 
 
 def model_path(args, method):

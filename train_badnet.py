@@ -23,8 +23,8 @@ import config
 from data_loader import BatchLoader, DatasetBD, dataset_for, test_loaders
 from models import build_model, select_model
 from utils.checkpoint import checkpoint_bytes, write_run
-from utils.cli import Timer, epoch_line, run
-from utils.engine import cross_entropy_loss, evaluate, train_epoch
+from utils.cli import Timer, run
+from utils.engine import cross_entropy_loss, evaluate, fit, warmup_linear
 from utils.runtime import generator, setup
 
 
@@ -77,31 +77,17 @@ def main():
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay, nesterov=args.nesterov)
 
-    def lr_at(epoch_float):  # linear warm-up to args.lr, then linear decay to 0 at the last step
-        if args.lr_schedule == 'constant':
-            return args.lr
-        if epoch_float < args.warmup_epochs:
-            return args.lr * epoch_float / args.warmup_epochs
-        return args.lr * (args.epochs - epoch_float) / (args.epochs - args.warmup_epochs)
-
+    lr_at = warmup_linear(args.lr, args.warmup_epochs, args.epochs)
+    if args.lr_schedule == 'constant':  # the original's: --lr throughout
+        lr_at = lambda t: args.lr  # noqa: E731
     loss_fn = cross_entropy_loss
     if args.adv_eps:  # a robust model (the clean-label attack's PGD model), by fast adversarial training
         import attacks
         loss_fn = attacks.fgsm_adversarial_loss(args.adv_eps, generator(args.seed, 'adversarial', device))
         print(f'adversarial training: FGSM with random start, eps {args.adv_eps:.4f}', flush=True)
-    rows, total = [], Timer()
-    for epoch in range(1, args.epochs + 1):
-        timer = Timer()
-        loss = train_epoch(model, train_loader, loss_fn, optimizer, device, amp_dtype,
-                           desc=f'epoch {epoch}', lr_at=lambda f: lr_at(epoch - 1 + f), epoch=epoch)
-        # The last epoch is measured in float32, so the ACC/ASR the checkpoint records reproduce on any
-        # device (bfloat16 inference moves a few test images across the decision boundary).
-        last = epoch == args.epochs
-        metrics = evaluate(model, clean_loader, backdoor_loader, device, None if last else amp_dtype)
-        mid_lr = lr_at(epoch - 0.5)  # the lr changes every step; report the epoch's midpoint
-        rows.append({'epoch': epoch, 'lr': mid_lr, 'loss': loss, 'acc': metrics['acc'],
-                     'asr': metrics['asr'], 'ra': metrics['ra'], 'seconds': timer()})
-        print(epoch_line(epoch, mid_lr, loss, metrics, timer()), flush=True)
+    total = Timer()
+    rows = fit(model, train_loader, loss_fn, optimizer, args.epochs, lr_at, device, amp_dtype,
+               measure=lambda dtype: evaluate(model, clean_loader, backdoor_loader, device, dtype))[0]
 
     # The model, its per-epoch CSV and JSON summary are written once, at the end, as one unit: an
     # interrupted or diverged run leaves nothing that could pass for a finished model.

@@ -13,7 +13,6 @@ Run through main.py:  python main.py --defense mcr  [--mcr_epochs 100 --mcr_t 0.
 It writes the whole curve beside the run's results as <run>_curve.csv and <run>_curve.png.
 """
 import copy
-import math
 
 import torch
 from torch.func import functional_call
@@ -21,7 +20,7 @@ from torch.func import functional_call
 from models import select_model
 from utils.checkpoint import write_csv
 from utils.cli import Timer
-from utils.engine import evaluate, set_lr, train_epoch
+from utils.engine import cosine_per_epoch, evaluate, fit
 from utils.figures import pyplot, save_figure
 from utils.runtime import autocast, generator
 
@@ -83,14 +82,8 @@ def run(args, student, train_loader, bn_loader, clean_loader, backdoor_loader, d
     print(f'mcr: {len(train_loader.y)} clean images, {args.mcr_epochs} epochs of curve training, lr {args.mcr_lr} (cosine), '
           f"end t=1: {args.mcr_end or 'the backdoored model'}", flush=True)
     total = Timer()
-    for epoch in range(1, args.mcr_epochs + 1):
-        timer = Timer()
-        lr = args.mcr_lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.mcr_epochs))
-        set_lr(optimizer, lr)
-        loss = train_epoch(curve.net, train_loader, loss_fn, optimizer, device, amp_dtype, desc=f'curve {epoch}',
-                           epoch=f'{epoch} of the curve')
-        if epoch % 10 == 0 or epoch in (1, args.mcr_epochs):
-            print(f'curve epoch {epoch:3d} | lr {lr:.5f} | loss {loss:.4f} | {timer():5.1f}s', flush=True)
+    fit(curve.net, train_loader, loss_fn, optimizer, args.mcr_epochs, cosine_per_epoch(args.mcr_lr, args.mcr_epochs),
+        device, amp_dtype, desc='curve epoch')
     rows, kept, kept_model = [], None, None
     for t in sorted(set(args.mcr_points) | {args.mcr_t}):
         timer = Timer()

@@ -1,4 +1,6 @@
 """The one training loop and the one evaluator, shared by every script."""
+import copy
+import math
 import time
 
 import torch
@@ -6,6 +8,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from utils import UserError
+from utils.cli import Timer, epoch_line
 from utils.runtime import autocast
 
 
@@ -17,6 +20,66 @@ def cross_entropy_loss(model, x, y):
 def set_lr(optimizer, lr):
     for group in optimizer.param_groups:
         group['lr'] = lr
+
+
+# --- Learning-rate schedules: lr_at(t), t the epochs trained so far (a float; the lr is set every step) ---
+
+def step_schedule(lr, milestones, gamma):
+    """lr times gamma for every milestone epoch reached (NAD's schedules: the protocols)."""
+    return lambda t: lr * gamma ** sum(math.floor(t) >= m for m in milestones)
+
+
+def warmup_linear(lr, warmup, epochs):
+    """Linear warm-up to lr over `warmup` epochs, then linear decay to 0 at the end (backdoor training)."""
+    return lambda t: lr * t / warmup if t < warmup else lr * (epochs - t) / (epochs - warmup)
+
+
+def cosine_per_epoch(lr, epochs):
+    """Cosine decay from lr, stepped once per epoch (MCR's curve training)."""
+    return lambda t: lr * 0.5 * (1 + math.cos(math.pi * math.floor(t) / epochs))
+
+
+# --- The one loop: epochs of train_epoch, measured, one line each, one epoch kept ------------------------
+
+def fit(model, loader, loss_fn, optimizer, epochs, lr_at, device, amp_dtype=None, measure=None, every=1,
+        keep='last', holdout=None, patience=None, first_epoch=1, desc='epoch'):
+    """Train `model` for `epochs` passes over `loader`, the lr set every step to lr_at(epochs so far), and
+    print one line per epoch. `measure(amp_dtype)` -> {'acc', 'asr', 'ra'} runs after every `every`-th
+    epoch (0: none but the last) and after the last, the last in float32: it is what a run records, and
+    bfloat16 inference moves a few test images across the decision boundary.
+    Keep rules: 'last', the final epoch (all a defender without the trigger can do); 'holdout', the epoch
+    with the best accuracy on the `holdout` loader, stopping after `patience` epochs without a better one;
+    'oracle', the highest ACC - ASR, which peeks at the trigger (analysis only). A kept epoch other than
+    the last is measured again in float32. Returns (rows, the kept row, the kept state dict)."""
+    rows, kept, kept_state, best_holdout, stale, last = [], None, None, -1.0, 0, False
+    for i in range(epochs):
+        timer, epoch, last = Timer(), first_epoch + i, i == epochs - 1
+        loss = train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype, desc=f'{desc} {epoch}',
+                           lr_at=lambda f: lr_at(i + f), epoch=epoch)
+        metrics = {'acc': None, 'asr': None, 'ra': None}
+        if measure is not None and (last or (every and (i + 1) % every == 0)):
+            metrics = measure(None if last else amp_dtype)
+        lr = lr_at(i + 0.5)  # the lr of the epoch (its midpoint, where it changes every step)
+        row = {'epoch': epoch, 'lr': lr, 'loss': loss, **{k: metrics[k] for k in ('acc', 'asr', 'ra')},
+               'seconds': timer()}
+        if holdout is not None:
+            row['holdout_acc'] = accuracy(model, holdout, device, amp_dtype)
+        rows.append(row)
+        print(epoch_line(epoch, lr, loss, metrics, row['seconds']), flush=True)
+        if keep == 'holdout':
+            better = row['holdout_acc'] > best_holdout
+            best_holdout, stale = (row['holdout_acc'], 0) if better else (best_holdout, stale + 1)
+        else:
+            better = keep == 'last' or kept is None or row['acc'] - row['asr'] > kept['acc'] - kept['asr']
+        if better:
+            kept, kept_state = row, copy.deepcopy(model.state_dict())
+        if keep == 'holdout' and stale >= patience:
+            print(f'early stop: no better held-out accuracy for {patience} epochs', flush=True)
+            break
+    if measure is not None and (kept is not rows[-1] or not last):  # an earlier epoch is kept: float32 too
+        model.load_state_dict(kept_state)
+        kept.update({k: v for k, v in measure(None).items() if k in ('acc', 'asr', 'ra')})
+    return rows, kept, kept_state
 
 
 def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc='train', lr_at=None, epoch=None):

@@ -1,0 +1,82 @@
+"""The one training loop (utils.engine.fit) and its schedules, on a tiny model and synthetic tensors:
+the lr each step gets, which epochs are measured and in what precision, and the keep rules."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.engine import cosine_per_epoch, fit, step_schedule, warmup_linear
+
+CPU = torch.device('cpu')
+
+
+def test_schedules():
+    code = step_schedule(0.1, [2], 0.1)                  # the authors' code: 0.1 for epochs 0-1, then 0.01
+    assert [code(t) for t in (0, 1.99, 2, 19.5)] == [0.1, 0.1, pytest.approx(0.01), pytest.approx(0.01)]
+    paper = step_schedule(0.1, [2, 4, 6, 8], 0.1)
+    assert paper(9.5) == pytest.approx(1e-5)
+    zoo = warmup_linear(0.1, 1.0, 10)
+    assert [zoo(t) for t in (0.5, 1.0, 5.5, 10.0)] == [pytest.approx(0.05), 0.1, pytest.approx(0.05), 0.0]
+    mcr = cosine_per_epoch(0.01, 4)
+    assert mcr(0.7) == 0.01 and mcr(1.5) == pytest.approx(0.005 * (1 + math.cos(math.pi / 4)))
+
+
+class Tiny(torch.nn.Module):
+    """Returns (logits,) as the WRNs return (group activations..., logits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return (self.fc(x),)
+
+
+def setting(lrs_seen):
+    torch.manual_seed(0)
+    model = Tiny()
+    x, y = torch.randn(12, 4), torch.randint(0, 3, (12,))
+    loader = [(x[i:i + 4], y[i:i + 4]) for i in range(0, 12, 4)]          # 3 steps an epoch
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+
+    def loss_fn(m, xb, yb):
+        lrs_seen.append(optimizer.param_groups[0]['lr'])
+        return F.cross_entropy(m(xb)[-1], yb)
+    return model, loader, loss_fn, optimizer
+
+
+def test_fit_sets_the_lr_every_step_and_measures_the_last_epoch_in_float32(capsys):
+    lrs, calls = [], []
+    model, loader, loss_fn, optimizer = setting(lrs)
+
+    def measure(dtype):
+        calls.append(dtype)
+        return {'acc': 50.0, 'asr': 10.0, 'ra': 40.0, 'eval_seconds': 0.0}
+    rows, kept, _ = fit(model, loader, loss_fn, optimizer, 4, lambda t: t, CPU, torch.bfloat16,
+                        measure=measure, every=2)
+    assert lrs == pytest.approx([e + s / 3 for e in range(4) for s in range(3)])
+    assert calls == [torch.bfloat16, None]                        # epochs 2 and 4; the last in float32
+    assert [r['acc'] for r in rows] == [None, 50.0, None, 50.0] and kept is rows[-1]
+    assert [r['lr'] for r in rows] == [0.5, 1.5, 2.5, 3.5]        # each epoch's midpoint
+    assert len([l for l in capsys.readouterr().out.splitlines() if l.startswith('epoch')]) == 4
+
+
+def test_fit_keeps_the_oracle_epoch_and_measures_it_again_in_float32():
+    model, loader, loss_fn, optimizer = setting([])
+    scores = iter([(60.0, 50.0), (70.0, 5.0), (75.0, 40.0), None])   # epoch 2 has the best ACC - ASR
+
+    def measure(dtype):
+        acc_asr = next(scores) or (69.0, 6.0)                          # the kept epoch, measured again
+        return {'acc': acc_asr[0], 'asr': acc_asr[1], 'ra': None}
+    rows, kept, state = fit(model, loader, loss_fn, optimizer, 3, lambda t: 0.1, CPU, measure=measure, keep='oracle')
+    assert kept['epoch'] == 2 and (kept['acc'], kept['asr']) == (69.0, 6.0)
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in state)    # the model is the kept epoch's
+
+
+def test_fit_stops_when_the_holdout_accuracy_stops_improving():
+    model, loader, loss_fn, optimizer = setting([])
+    holdout = [(torch.randn(6, 4), torch.randint(0, 3, (6,)))]
+    rows, kept, _ = fit(model, loader, loss_fn, optimizer, 50, lambda t: 0.0, CPU, keep='holdout',
+                        holdout=holdout, patience=2)                   # lr 0: the held-out accuracy never moves
+    assert len(rows) == 3 and kept['epoch'] == 1
