@@ -11,7 +11,8 @@ import os
 import tempfile
 
 from at import ATTENTIONS
-from data_loader import ATTACKS, TARGET_TYPES, TRIGGERS
+from attacks import ATTACKS
+from data_loader import TARGET_TYPES, TRIGGERS
 from defenses import DEFENSES, defense_of, method_of
 from models import build_model
 from utils import UserError
@@ -48,7 +49,7 @@ RECIPES = {
 def _add_common(p, zoo=False, clean=False):
     g = p.add_argument_group('data and attack')
     g.add_argument('--attack', default=None, choices=list(ATTACKS) + (['clean'] if clean else []),
-                   help='a named attack of the paper (target label 0; see data_loader.ATTACKS): sets the trigger, '
+                   help='a named attack of the paper (target label 0; see attacks/__init__.py): sets the trigger, '
                         'target type, target label and inject rate' + (', and picks its zoo models' if zoo else '')
                         + '; any of those flags given explicitly wins' + ('. clean: no poisoning' if clean else ''))
     g.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10', 'GTSRB'])
@@ -218,14 +219,16 @@ def get_badnet_arguments():
     g.add_argument('--pgd_model', default='./weight/clean/WRN-16-1-robust.pth.tar',
                    help='the model the PGD perturbations are computed against: a robust one, made with --adv_eps, as '
                         'Turner et al. do (see README; against the clean model the backdoor stays weak)')
-    g.add_argument('--pgd_eps', type=float, default=0.15, help='L-inf bound on [0, 1] pixels (the paper: 0.15)')
+    g.add_argument('--pgd_eps', type=float, default=0.0,
+                   help="L-inf bound on [0, 1] pixels of the PGD on the poisoned images (0: none; the 'cl' preset: 0.15, "
+                        'the paper\'s value)')
     g.add_argument('--pgd_steps', type=int, default=10)
     g.add_argument('--pgd_step_size', type=float, default=None, help='default: 2.5 * eps / steps (Madry et al.)')
     return _add_common(p, clean=True)
 
 
 def get_trojan_arguments():
-    """make_trojan_trigger.py: reverse-engineer the Trojan attack's patch from a clean model."""
+    """python -m attacks.trojan: reverse-engineer the Trojan attack's patch from a clean model."""
     p = argparse.ArgumentParser(description='TrojanNN: optimise the 3x3 trigger patch against a clean model')
     p.add_argument('--model', default='./weight/clean/WRN-16-1-clean.pth.tar', help='the clean model')
     p.add_argument('--s_name', default='WRN-16-1')
@@ -244,7 +247,7 @@ def get_trojan_arguments():
 
 
 def get_refool_arguments():
-    """make_refool_pool.py: Refool's adversarial selection of the reflection images."""
+    """python -m attacks.refool: Refool's adversarial selection of the reflection images."""
     p = argparse.ArgumentParser(description="Refool: keep the candidate reflections that trigger a model "
                                             "poisoned with all of them best")
     p.add_argument('--model', default='./weight/refool/WRN-16-1-refool-candidates.pth.tar',
@@ -314,7 +317,7 @@ def check_paths(args, outputs):
         input_file(getattr(args, flag, None), f'--{flag}')
     if hasattr(args, 'defense') and defense_of(method_of(args)).needs_teacher:  # the runs that load a teacher
         input_file(args.t_model, '--t_model')
-    if getattr(args, 'attack', None) == 'cl' and not hasattr(args, 'defense'):
+    if getattr(args, 'pgd_eps', 0) > 0:  # the clean-label attack's PGD loads its model
         input_file(args.pgd_model, '--pgd_model')
     for flag in ('log_root', 'checkpoint_root'):
         if hasattr(args, flag):
@@ -341,8 +344,8 @@ def zoo_paths(attack, arch='WRN-16-1'):
 
 def attack_defaults(attack, parser):
     """The defaults a named attack sets: its trigger, target type, inject rate, target 0, zoo models."""
-    preset = dict(ATTACKS.get(attack, ATTACKS['badnets']), target_label=0)
     dests = {a.dest for a in parser._actions}
+    preset = {k: v for k, v in ATTACKS.get(attack, ATTACKS['badnets']).preset().items() if k in dests}
     if 's_model' in dests:
         preset['s_model'], preset['t_model'] = zoo_paths(attack)
     return preset

@@ -234,7 +234,7 @@ def sig_trigger(x, delta=20.0, freq=6):
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-# The TrojanNN trigger is reverse-engineered from a clean model by make_trojan_trigger.py and saved here.
+# The TrojanNN trigger is reverse-engineered from a clean model by `python -m attacks.trojan` and saved here.
 TROJAN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'triggers', 'trojan_WRN-16-1.pt')
 
 
@@ -246,7 +246,7 @@ def _trojan_patch(path):  # read once per file, not on every call
 def trojan_nn_trigger(x):
     """The reverse-engineered TrojanNN patch (triggers/trojan_WRN-16-1.pt), added at rows/cols 25..27."""
     if not os.path.isfile(TROJAN_FILE):
-        raise UserError(f'the Trojan trigger {TROJAN_FILE} is missing: make it with `python make_trojan_trigger.py`')
+        raise UserError(f'the Trojan trigger {TROJAN_FILE} is missing: make it with `python -m attacks.trojan`')
     return trojan_trigger(x, _trojan_patch(TROJAN_FILE))
 
 
@@ -277,7 +277,7 @@ def center_trigger(x, alpha=1.0):
 # classes other than 0, drawn with a fixed seed; GTSRB and the paper's PascalVOC reflections are not
 # reachable here), of which Refool's adversarial selection keeps the ones that trigger best: a model is
 # trained with all candidates ('refoolCandidatesTrigger'), each candidate is scored by its success rate
-# on that model, and the top ones are kept (make_refool_pool.py writes their indices to REFOOL_FILE; the
+# on that model, and the top ones are kept (`python -m attacks.refool` writes their indices to REFOOL_FILE; the
 # 'refool' attack's 'refoolTrigger' reflects only those). Each triggered image draws its source, model
 # and parameters from a generator seeded by `seed`: a given batch is always triggered the same way.
 REFOOL_POOL_SIZE = 200
@@ -298,10 +298,10 @@ def refool_candidates():
 
 
 def refool_selected():
-    """The candidates that Refool's adversarial selection kept (REFOOL_FILE, made by make_refool_pool.py)."""
+    """The candidates that Refool's adversarial selection kept (REFOOL_FILE, made by `python -m attacks.refool`)."""
     if not os.path.isfile(REFOOL_FILE):
         raise UserError(f'the Refool reflections {REFOOL_FILE} are missing: '
-                        'make them with `python make_refool_pool.py`')
+                        'make them with `python -m attacks.refool`')
     return refool_candidates()[torch.as_tensor(safe_load(REFOOL_FILE, 'the Refool reflections')['indices'])]
 
 
@@ -447,30 +447,6 @@ def get_trigger(name, alpha=None):
     if alpha is not None and name in ALPHA_TRIGGERS:
         return lambda x: TRIGGERS[name](x, alpha=alpha)
     return TRIGGERS[name]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Attacks: the paper's Table 3 (target label 0) and the attacks of its analyses, as named presets of
-# trigger, target type and inject rate. The inject rate is a fraction of the whole training set for
-# every attack; the clean-label attacks draw those images from the target class only (0.08 of 50,000
-# = 4,000 of its 5,000 images). 'cl' also perturbs its poisoned images with PGD first (train_badnet.py), and
-# puts the grid at all four corners, as Turner et al. do so that the trigger survives horizontal flips
-# (nearly: in the original layout a flipped grid lands one pixel off, README "Attacks and model zoo").
-# ---------------------------------------------------------------------------------------------------
-ATTACKS = {
-    'badnets':  {'trigger_type': 'gridTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
-    'trojan':   {'trigger_type': 'trojanNNTrigger', 'target_type': 'all2one', 'inject_portion': 0.05},
-    'blend':    {'trigger_type': 'randomPixelTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
-    'cl':       {'trigger_type': 'fourCornerTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
-    'sig':      {'trigger_type': 'sigTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
-    'refool':   {'trigger_type': 'refoolTrigger', 'target_type': 'cleanLabel', 'inject_portion': 0.08},
-    # Refool with poisoned labels, as BackdoorBench and BackdoorBox run it on CIFAR-10 (clean-label Refool
-    # implants only 25-33% here): 8% of the whole training set, any class, reflected and relabelled.
-    'refool_pl': {'trigger_type': 'refoolTrigger', 'target_type': 'all2one', 'inject_portion': 0.08},
-    'all2all':  {'trigger_type': 'gridTrigger', 'target_type': 'all2all', 'inject_portion': 0.10},
-    'adaptive': {'trigger_type': 'centerTrigger', 'target_type': 'all2one', 'inject_portion': 0.10},
-}
-TABLE3 = ('badnets', 'trojan', 'blend', 'cl', 'sig', 'refool')
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -29,10 +29,11 @@ import subprocess
 import sys
 import time
 
+import attacks
 import defenses
 from analyses import ANALYSES, mean_sd
+from attacks import TABLE1, TABLE3
 from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
-from data_loader import TABLE3
 from utils import UserError
 from utils.checkpoint import atomic_write, file_sha256, load_checkpoint, write_csv, write_json
 from utils.cli import run
@@ -41,21 +42,20 @@ from utils.cli import run
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFENSES = tuple(name for name, d in defenses.DEFENSES.items() if d.table1)  # Table 1's columns
 SEEDS = [0, 1, 2]
-# Table 1's rows: the paper's six Table 3 attacks, then Refool with poisoned labels, which implants a
-# backdoor on CIFAR-10 where the paper's clean-label Refool does not (docs/ZOO.md).
-ATTACKS = (*TABLE3, 'refool_pl')
-ATTACK_NAMES = {'badnets': 'BadNets', 'trojan': 'Trojan', 'blend': 'Blend', 'cl': 'CL', 'sig': 'SIG',
-                'refool': 'Refool (clean-label)', 'refool_pl': 'Refool (poison-label; not in the paper)'}
-# The paper's Table 1 (WRN-16-1, CIFAR-10, 5% clean data), its "Before" column: (ASR, ACC); the
-# defenses' columns are their entries' `paper` values (defenses/__init__.py).
-PAPER_BEFORE = {'badnets': (100, 85.65), 'trojan': (100, 81.24), 'blend': (99.97, 84.95), 'cl': (99.21, 82.43),
-                'sig': (99.91, 84.36), 'refool': (95.16, 82.38), 'average': (99.04, 83.50)}
+# Table 1's rows (attacks.TABLE1): the paper's six Table 3 attacks, then Refool with poisoned labels, which
+# implants a backdoor on CIFAR-10 where the paper's clean-label Refool does not (docs/ZOO.md).
 
 
 def paper(attack, column):
-    """The paper's (ASR, ACC) of a Table 1 cell ('average': its printed average row); (None, None) if none."""
-    values = PAPER_BEFORE if column == 'before' else defenses.DEFENSES[column].paper
-    return values.get(attack, (None, None))
+    """The paper's (ASR, ACC) of a Table 1 cell ('average': its printed average row); (None, None) if none.
+    The "Before" column is the attacks' entries', the defenses' columns the defenses' entries'."""
+    if column == 'before':
+        return attacks.PAPER_BEFORE_AVERAGE if attack == 'average' else attacks.ATTACKS[attack].paper or (None, None)
+    return defenses.DEFENSES[column].paper.get(attack, (None, None))
+
+
+def attack_title(attack):
+    return attacks.ATTACKS[attack].title if attack in attacks.ATTACKS else attack
 
 
 def title(column):
@@ -65,7 +65,7 @@ def title(column):
 def get_arguments():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--attacks', nargs='+', default=list(ATTACKS), choices=ATTACKS)
+    p.add_argument('--attacks', nargs='+', default=list(TABLE1), choices=TABLE1)
     p.add_argument('--defenses', nargs='+', default=list(DEFENSES), choices=DEFENSES)
     p.add_argument('--seeds', nargs='+', type=int, default=SEEDS)
     p.add_argument('--protocols', nargs='+', default=[DEFAULT_PROTOCOL], choices=list(PROTOCOLS),
@@ -76,7 +76,7 @@ def get_arguments():
     p.add_argument('--mcr_epochs', type=int, default=20, help='MCR curve-training epochs (the paper: 100)')
     p.add_argument('--analysis', nargs='*', default=[], choices=list(ANALYSES) + ['all'],
                    help='analyses to run instead of the Table 1 grid (see README)')
-    p.add_argument('--analysis_attack', default='badnets', choices=ATTACKS,
+    p.add_argument('--analysis_attack', default='badnets', choices=TABLE1,
                    help='the attack the single-attack analyses run on')
     p.add_argument('--acc_threshold', type=float, default=80.0,
                    help='beta analysis: raise beta until NAD ACC falls below this (Fig. 8 rule)')
@@ -385,7 +385,7 @@ def paired_markdown(rows, args):
     lines = ['NAD minus fine-tuning, paired by seed (same clean subset; the fine-tuned model is NAD\'s teacher), '
              f"mean +- sd over {len(args.seeds)} seed(s), in points: negative ASR = NAD leaves less backdoor.", '',
              '| attack | ASR | ACC | RA |', '|---|---|---|---|']
-    lines += [f"| {ATTACK_NAMES.get(r['attack'], r['attack'])} | " + ' | '.join(number(r, m) for m in METRICS) + ' |'
+    lines += [f"| {attack_title(r['attack'])} | " + ' | '.join(number(r, m) for m in METRICS) + ' |'
               for r in rows]
     return '\n'.join(lines) + '\n'
 
@@ -399,7 +399,7 @@ def table_name(args, protocol):
     changed, so a subset or a trial never overwrites the full table (e.g.
     table1_code_badnets-trojan_finetune-nad_epochs1)."""
     parts = ['table1', protocol]
-    if sorted(args.attacks) != sorted(ATTACKS):
+    if sorted(args.attacks) != sorted(TABLE1):
         parts.append('-'.join(args.attacks))
     if sorted(args.defenses) != sorted(DEFENSES):
         parts.append('-'.join(args.defenses))
@@ -457,7 +457,7 @@ def table1_markdown(rows, args, protocol):
         return ' / '.join(number(r, m) for m in METRICS) + paper
     for attack in [*args.attacks, *(['average'] if any(r['attack'] == 'average' for r in rows) else [])]:
         by_defense = {r['defense']: r for r in rows if r['attack'] == attack}
-        name = ATTACK_NAMES.get(attack, attack)
+        name = attack_title(attack)
         lines.append(f'| {name} | ' + ' | '.join(cell(by_defense[c]) for c in columns) + ' |')
     return '\n'.join(lines) + '\n'
 

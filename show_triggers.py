@@ -12,6 +12,7 @@ import torch
 
 import config
 import data_loader as dl
+from attacks import ATTACKS
 from utils.cli import run
 from utils.figures import pyplot, save_figure
 
@@ -34,12 +35,12 @@ def main():
     clean = x[args.images]
     rows = [('clean', clean)]
     for title, attack, alpha in ROWS:
-        rows.append((title, dl.get_trigger(dl.ATTACKS[attack]['trigger_type'], alpha)(clean)))
+        rows.append((title, dl.get_trigger(ATTACKS[attack].trigger_type, alpha)(clean)))
     if os.path.isfile(args.pgd_model):  # what a CL poisoned training image looks like, with the cl attack's PGD
-        import attacks
+        from attacks.cl import pgd
         from models import select_model
         model = select_model('WRN-16-1', 10, args.pgd_model)[0]
-        adv = attacks.pgd(model, clean, y[args.images], cl.pgd_eps, cl.pgd_steps, cl.pgd_step_size, torch.device('cpu'))
+        adv = pgd(model, clean, y[args.images], cl.pgd_eps, cl.pgd_steps, cl.pgd_step_size, torch.device('cpu'))
         rows.insert(5, ('CL (poisoned train)', dl.get_trigger(cl.trigger_type)(adv)))
 
     # One column per attack, one row per image.

@@ -44,9 +44,9 @@ def poisoned_training_set(args, x, y, device, amp_dtype):
         print('clean model: no poisoning', flush=True)
         return x, y, torch.zeros(0, dtype=torch.long)
     perturb = None
-    if args.attack == 'cl':  # clean-label: make the poisoned images hard to learn without the trigger
-        import attacks
-        perturb = attacks.pgd_perturbation(args, device, amp_dtype)
+    if args.pgd_eps > 0:  # clean-label (the 'cl' preset): make the poisoned images hard to learn without the trigger
+        from attacks.cl import pgd_perturbation
+        perturb = pgd_perturbation(args, device, amp_dtype)
     poisoned = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label, args.inject_portion,
                          mode='train', seed=args.seed, num_classes=args.num_classes,
                          trigger_alpha=args.trigger_alpha, perturb=perturb)
@@ -82,8 +82,8 @@ def main():
         lr_at = lambda t: args.lr  # noqa: E731
     loss_fn = cross_entropy_loss
     if args.adv_eps:  # a robust model (the clean-label attack's PGD model), by fast adversarial training
-        import attacks
-        loss_fn = attacks.fgsm_adversarial_loss(args.adv_eps, generator(args.seed, 'adversarial', device))
+        from attacks.cl import fgsm_adversarial_loss
+        loss_fn = fgsm_adversarial_loss(args.adv_eps, generator(args.seed, 'adversarial', device))
         print(f'adversarial training: FGSM with random start, eps {args.adv_eps:.4f}', flush=True)
     total = Timer()
     rows = fit(model, train_loader, loss_fn, optimizer, args.epochs, lr_at, device, amp_dtype,

@@ -28,14 +28,13 @@ import sys
 import time
 
 from config import zoo_paths
-from data_loader import TABLE3
-from reproduce import PAPER_BEFORE
+from attacks import ATTACKS, TABLE3
 from utils import UserError
 from utils.checkpoint import atomic_write, load_checkpoint, write_csv
 from utils.cli import run
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-PAPER_ACC = {attack: PAPER_BEFORE[attack][1] for attack in TABLE3}  # Table 3's ACC, as Table 1 prints it
+PAPER_ACC = {attack: ATTACKS[attack].paper[1] for attack in TABLE3}  # Table 3's ACC, as Table 1 prints it
 TARGET_ASR, ACC_BAND = 95.0, 3.0
 # Variants tried per attack, in the order they are started: epochs, then any train_badnet.py flags that
 # differ from its defaults (the clean-label attacks, whose backdoor strength depends most on the

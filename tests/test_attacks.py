@@ -6,6 +6,9 @@ import pytest
 import torch
 
 import attacks
+import attacks.cl
+import attacks.refool
+import attacks.trojan
 import config
 import data_loader as dl
 from models import build_model
@@ -107,13 +110,13 @@ def test_refool_selection_scores_each_candidate():
             return (torch.stack([score, -score], 1),)
     images = torch.full((8, 3, 32, 32), 100, dtype=torch.uint8)
     candidates = torch.stack([torch.zeros(3, 32, 32), torch.ones(3, 32, 32)])
-    scores = attacks.score_reflections(Bright(), images, candidates, 0, torch.device('cpu'))
+    scores = attacks.refool.score_reflections(Bright(), images, candidates, 0, torch.device('cpu'))
     assert scores.tolist() == [0.0, 100.0]
 
 
 def test_refool_without_its_selected_reflections_says_how_to_make_them(monkeypatch, tmp_path):
     monkeypatch.setattr(dl, 'REFOOL_FILE', str(tmp_path / 'missing.pt'))
-    with pytest.raises(UserError, match='make_refool_pool.py'):
+    with pytest.raises(UserError, match='python -m attacks.refool'):
         dl.get_trigger('refoolTrigger')(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
 
 
@@ -122,7 +125,7 @@ def test_pgd_respects_its_bound_and_raises_the_loss():
     model = build_model('WRN-16-1').eval()
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     y = torch.randint(0, 10, (16,))
-    adv = attacks.pgd(model, x, y, eps=8 / 255, steps=3, step_size=4 / 255, device=torch.device('cpu'))
+    adv = attacks.cl.pgd(model, x, y, eps=8 / 255, steps=3, step_size=4 / 255, device=torch.device('cpu'))
     assert adv.dtype == torch.uint8 and (adv.int() - x.int()).abs().max() <= 8
     assert (adv != x).any()
     with torch.no_grad():
@@ -151,7 +154,7 @@ def test_clean_label_poisoning_touches_only_target_images_and_keeps_labels(image
 def test_trojan_reverse_engineering_drives_its_neuron_up(images):
     torch.manual_seed(0)
     model = build_model('WRN-16-1')
-    patch, info = attacks.reverse_engineer_trojan(model, images, steps=30, lr=0.2)
+    patch, info = attacks.trojan.reverse_engineer_trojan(model, images, steps=30, lr=0.2)
     assert patch.shape == (3, 3, 3) and patch.dtype == torch.int16 and patch.abs().max() <= 255
     assert info['neuron'] == int(model.fc.weight.abs().sum(0).argmax())
     assert info['activation_with_patch'] > info['activation_clean']
@@ -163,24 +166,38 @@ def test_trojan_reverse_engineering_drives_its_neuron_up(images):
 
 def test_missing_trojan_file_is_a_user_error(images, monkeypatch, tmp_path):
     monkeypatch.setattr(dl, 'TROJAN_FILE', str(tmp_path / 'none.pt'))
-    with pytest.raises(UserError, match='make_trojan_trigger.py'):
+    with pytest.raises(UserError, match='python -m attacks.trojan'):
         dl.trojan_nn_trigger(images)
 
 
 def test_attack_presets_are_the_papers_table_3():
-    rates = {name: dl.ATTACKS[name]['inject_portion'] for name in dl.TABLE3}
+    entries = attacks.ATTACKS
+    rates = {name: entries[name].inject_portion for name in attacks.TABLE3}
     assert rates == {'badnets': 0.10, 'trojan': 0.05, 'blend': 0.10, 'cl': 0.08, 'sig': 0.08, 'refool': 0.08}
-    for name in dl.TABLE3:
+    for name in attacks.TABLE3:
         a = config.parse(config.get_badnet_arguments(), ['--attack', name])
-        assert a.target_label == 0 and a.trigger_type == dl.ATTACKS[name]['trigger_type']
-        assert a.inject_portion == dl.ATTACKS[name]['inject_portion']
+        assert a.target_label == 0 and a.trigger_type == entries[name].trigger_type
+        assert a.inject_portion == entries[name].inject_portion and a.pgd_eps == (0.15 if name == 'cl' else 0)
         m = config.parse(config.get_arguments(), ['--attack', name])
-        assert m.s_model.endswith(f'weight/s_net/WRN-16-1-{name}.pth.tar')
+        assert m.s_model.endswith(f'weight/s_net/WRN-16-1-{name}.pth.tar') and not hasattr(m, 'pgd_eps')
         assert m.t_model.endswith(f'weight/t_net/WRN-16-1-{name}-T.pth.tar')
-    assert {dl.ATTACKS[n]['target_type'] for n in ('cl', 'sig', 'refool')} == {'cleanLabel'}
-    assert dl.ATTACKS['all2all']['target_type'] == 'all2all'
-    assert dl.ATTACKS['refool_pl'] == {'trigger_type': 'refoolTrigger', 'target_type': 'all2one',
-                                       'inject_portion': 0.08}   # poison-label Refool, BackdoorBench's way
+    assert {entries[n].target_type for n in ('cl', 'sig', 'refool')} == {'cleanLabel'}
+    assert entries['all2all'].target_type == 'all2all'
+    assert entries['refool_pl'].preset() == {'trigger_type': 'refoolTrigger', 'target_type': 'all2one',
+                                             'inject_portion': 0.08, 'target_label': 0}   # BackdoorBench's way
+    assert attacks.TABLE1 == (*attacks.TABLE3, 'refool_pl')
+    assert attacks.zoo_flags('sig') == '--attack sig --epochs 15 --weight_decay 0.0001 --cutout_length 16 --seed 0'
+
+
+def test_the_clean_label_pgd_follows_the_flag_not_the_attack_name():
+    # --attack cl is a preset: the same attack spelled as explicit flags runs the same PGD
+    spelled = config.parse(config.get_badnet_arguments(), ['--trigger_type', 'fourCornerTrigger', '--target_type',
+                                                           'cleanLabel', '--target_label', '0', '--inject_portion',
+                                                           '0.08', '--pgd_eps', '0.15'])
+    preset = config.parse(config.get_badnet_arguments(), ['--attack', 'cl'])
+    keys = ('trigger_type', 'target_type', 'target_label', 'inject_portion', 'pgd_eps', 'pgd_steps', 'pgd_step_size')
+    assert [getattr(spelled, k) for k in keys] == [getattr(preset, k) for k in keys]
+    assert config.parse(config.get_badnet_arguments(), ['--attack', 'sig']).pgd_eps == 0   # no PGD
 
 
 def test_explicit_flags_win_over_an_attack_preset():
@@ -196,9 +213,9 @@ def test_fgsm_adversarial_loss_is_plain_ce_at_eps_zero_and_larger_above():
     model = build_model('WRN-16-1').eval()
     x, y = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
     clean = torch.nn.functional.cross_entropy(model(x)[-1], y)
-    at_zero = attacks.fgsm_adversarial_loss(0.0, torch.Generator().manual_seed(0))(model, x, y)
+    at_zero = attacks.cl.fgsm_adversarial_loss(0.0, torch.Generator().manual_seed(0))(model, x, y)
     assert torch.allclose(at_zero, clean)
-    adversarial = attacks.fgsm_adversarial_loss(8 / 255, torch.Generator().manual_seed(0))(model, x, y)
+    adversarial = attacks.cl.fgsm_adversarial_loss(8 / 255, torch.Generator().manual_seed(0))(model, x, y)
     assert adversarial > clean                                    # the step goes up the loss
     adversarial.backward()
     assert model.fc.weight.grad.abs().sum() > 0                   # and the model trains on it

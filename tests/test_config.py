@@ -58,11 +58,11 @@ def wrn_16_2(tmp_path_factory):
     (['main.py', '--trigger_type', 'laser'], 'unknown trigger'),
     (['train_badnet.py', '--inject_portion', '2'], 'must be in (0, 1]'),
     (['train_badnet.py', '--target_type', 'x'], 'unknown target type'),
-    (['make_refool_pool.py', '--keep', '0'], '--keep must be in 1..200'),
-    (['make_refool_pool.py', '--model', '/no/such/file.tar'], 'checkpoint not found'),
+    (['-m', 'attacks.refool', '--keep', '0'], '--keep must be in 1..200'),
+    (['-m', 'attacks.refool', '--model', '/no/such/file.tar'], 'checkpoint not found'),
 ])
 def test_cli_bad_input_is_one_line(argv, message, tmp_path):
-    where = ['--output', str(tmp_path / 'pool.pt')] if argv[0] == 'make_refool_pool.py' else ['--log_root', str(tmp_path)]
+    where = ['--output', str(tmp_path / 'pool.pt')] if argv[0] == '-m' else ['--log_root', str(tmp_path)]
     result = run_cli(*argv, *where)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()

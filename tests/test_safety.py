@@ -224,9 +224,9 @@ def test_a_run_records_its_numbers_with_robust_accuracy():
 
 
 def test_attack_generators_do_not_replace_their_shipped_artefacts_by_accident(tmp_path):
-    for script, output in (('make_trojan_trigger.py', 'triggers/trojan_WRN-16-1.pt'),
-                           ('make_refool_pool.py', 'triggers/refool_WRN-16-1.pt')):
-        result = run_cli(script)
+    for module, output in (('attacks.trojan', 'triggers/trojan_WRN-16-1.pt'),
+                           ('attacks.refool', 'triggers/refool_WRN-16-1.pt')):
+        result = run_cli('-m', module)
         assert one_line_error(result) and f'--output ./{output} is a file the repository ships' in result.stderr
 
 

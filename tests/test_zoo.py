@@ -8,7 +8,7 @@ import torch
 
 import config
 from utils.checkpoint import safe_load
-from data_loader import ATTACKS, TABLE3
+from attacks import ATTACKS, TABLE3
 from models import select_model
 from data_loader import test_loaders as make_test_loaders
 from utils.engine import evaluate
@@ -27,9 +27,9 @@ def test_zoo_models_carry_their_attack(attack):
     student, teacher = zoo(attack)
     _, s = select_model('WRN-16-1', 10, student)
     assert s['config']['attack'] == attack and s['config']['target_label'] == 0
-    assert s['config']['trigger_type'] == ATTACKS[attack]['trigger_type']
-    assert s['config']['inject_portion'] == ATTACKS[attack]['inject_portion'] and s['config']['augment']
-    assert len(s['poison_idx']) == int(50000 * ATTACKS[attack]['inject_portion'])
+    assert s['config']['trigger_type'] == ATTACKS[attack].trigger_type
+    assert s['config']['inject_portion'] == ATTACKS[attack].inject_portion and s['config']['augment']
+    assert len(s['poison_idx']) == int(50000 * ATTACKS[attack].inject_portion)
     assert s['acc'] > 80.0 and s['config']['init'] is None          # trained from scratch, as the paper's
     assert s['eval_precision'] == 'float32'                            # so its record reproduces on any device
     if attack != 'refool':                               # all but Refool reach the 95% ASR

@@ -1,0 +1,82 @@
+"""The Trojan attack's trigger (TrojanNN, Liu et al. 2018), reverse-engineered from a clean model:
+
+    python -m attacks.trojan            # against weight/clean/WRN-16-1-clean.pth.tar -> triggers/trojan_WRN-16-1.pt
+
+Picks the penultimate neuron most strongly connected to the last fully connected layer (the largest total
+|weight| into the logits), optimises the additive 3x3 RGB patch at rows/cols 25..27 to drive it high on
+clean training images, and saves the patch with how it was made, where the trigger 'trojanNNTrigger'
+(attack 'trojan') reads it.
+"""
+import sys
+
+import torch
+
+import config
+from data_loader import DATA_ROOT, TROJAN_AT, load_dataset, trojan_trigger
+from models import select_model
+from utils.checkpoint import atomic_write
+from utils.cli import run
+from utils.runtime import generator, seed_everything
+
+
+def penultimate(model, x):
+    """The pooled features feeding the last fully connected layer."""
+    features = {}
+    handle = model.fc.register_forward_hook(lambda m, inputs, output: features.setdefault('x', inputs[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return features['x']
+
+
+def reverse_engineer_trojan(model, images, steps=500, lr=0.1, neuron=None):
+    """TrojanNN on `model`: choose the neuron and optimise an additive 3x3 RGB patch on [0, 1] images.
+
+    Returns (patch as int16 (3, 3, 3) in -255..255 for data_loader.trojan_trigger, info dict)."""
+    model.eval().requires_grad_(False)
+    if neuron is None:  # the penultimate neuron with the largest total |weight| into the logits
+        neuron = int(model.fc.weight.abs().sum(0).argmax())
+    x = images.float() / 255
+    # Optimise in tanh space, so the patch stays in [-1, 1] without clipping away the gradient.
+    w = torch.zeros(3, 3, 3, requires_grad=True)
+    optimizer = torch.optim.Adam([w], lr=lr)
+
+    def stamped(patch):  # trojan_trigger on float images, so the gradient reaches the patch
+        out = x.clone()
+        out[:, :, TROJAN_AT, TROJAN_AT] = (out[:, :, TROJAN_AT, TROJAN_AT] + patch).clamp(0, 1)
+        return out
+
+    clean = penultimate(model, x)
+    for _ in range(steps):
+        activation = penultimate(model, stamped(torch.tanh(w)))[:, neuron].mean()
+        optimizer.zero_grad()
+        (-activation).backward()
+        optimizer.step()
+    patch = (torch.tanh(w.detach()) * 255).round().to(torch.int16)
+    after = float(penultimate(model, trojan_trigger(images, patch).float() / 255)[:, neuron].mean())  # as shipped
+    return patch, {'neuron': neuron, 'activation_clean': float(clean[:, neuron].mean()), 'activation_with_patch': after,
+                   'mean_activation_of_all_neurons': float(clean.mean()), 'steps': steps, 'lr': lr,
+                   'images': len(x)}
+
+
+def main():
+    parser = config.get_trojan_arguments()
+    args = config.check_finite(parser, parser.parse_args())
+    config.output_file(args.output, '--output', args)
+    seed_everything(args.seed)
+    model, ckpt = select_model(args.s_name, args.num_classes, args.model, args.trust_checkpoint)
+    x, _ = load_dataset(args.dataset, args.data_root or DATA_ROOT)[0]['train']
+    pick = torch.randperm(len(x), generator=generator(args.seed, 'trojan'))[:args.images]
+    patch, info = reverse_engineer_trojan(model, x[pick], args.steps, args.lr, args.neuron)
+    print(f"neuron {info['neuron']}: mean activation {info['activation_clean']:.3f} on clean images, "
+          f"{info['activation_with_patch']:.3f} with the patch (all neurons' mean {info['mean_activation_of_all_neurons']:.3f})")
+    print('patch (int16, added at rows/cols 25..27, then clipped):', patch.tolist())
+    record = {'patch': patch, **info, 'source_model': args.model, 'source_acc': ckpt.get('acc'),
+              'config': vars(args), 'command': 'python ' + ' '.join(sys.argv)}
+    atomic_write(args.output, lambda f: torch.save(record, f))
+    print(f'saved {args.output}')
+
+
+if __name__ == '__main__':
+    run(main)
