@@ -227,3 +227,11 @@ def test_cl_attack_runs_its_pgd_against_the_robust_model_and_adv_eps_is_checked(
     assert args.adv_eps == 0.0
     with pytest.raises(UserError, match='adv_eps'):
         config.parse(config.get_badnet_arguments(), ['--adv_eps', '1.5'])
+
+
+def test_an_attack_is_one_registry_entry(monkeypatch):
+    monkeypatch.setitem(attacks.ATTACKS, 'square', attacks.Attack('Square', 'squareTrigger', 'all2one', 0.05,
+                                                                  zoo=('--epochs', 15)))
+    a = config.parse(config.get_badnet_arguments(), ['--attack', 'square'])
+    assert (a.trigger_type, a.target_type, a.inject_portion, a.target_label) == ('squareTrigger', 'all2one', 0.05, 0)
+    assert attacks.zoo_flags('square') == '--attack square --epochs 15 --seed 0'
