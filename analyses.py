@@ -52,6 +52,15 @@ def method_name(method):
     return 'backdoored' if method == 'before' else DEFENSES[method].title if method in DEFENSES else method
 
 
+def finetune_then_nad(runner, ft_name, nad_name, common, teacher_at=None):
+    """Fine-tuning with the `common` flags, then NAD with the same flags taught by that fine-tuned model (which
+    must therefore be on disk). Fine-tuning is `--defense finetune`, or with `teacher_at` a `--make_teacher`
+    run saving there, as Table 1's teachers are. Returns both summaries (None where not made)."""
+    made_by = ['--make_teacher', '--t_model', teacher_at] if teacher_at else ['--defense', 'finetune']
+    ft = runner(ft_name, [*common, *made_by], need_model=True)
+    return ft, ft and runner(nad_name, [*common, '--t_model', ft['checkpoint']])
+
+
 def report(args, name, rows):
     """Write rows to results/<name>.csv and print them as a small table (--dry_run: neither)."""
     if args.dry_run:  # the rows hold only the runs already stored: writing them would clobber a full result
@@ -147,9 +156,8 @@ def ratio(args, runner):
                 ft, nad = runner.defense(attack, 'finetune', seed), runner.defense(attack, 'nad', seed)
             else:
                 common = ['--attack', attack, '--seed', seed, '--eval_every', 0, '--ratio', r]
-                ft = runner(f'ratio_{attack}_finetune_r{r}_seed{seed}', [*common, '--defense', 'finetune'],
-                            need_model=True)  # NAD's teacher: its model must be here
-                nad = ft and runner(f'ratio_{attack}_nad_r{r}_seed{seed}', [*common, '--t_model', ft['checkpoint']])
+                ft, nad = finetune_then_nad(runner, f'ratio_{attack}_finetune_r{r}_seed{seed}',
+                                            f'ratio_{attack}_nad_r{r}_seed{seed}', common)
             rows += [{'method': method, 'ratio': r, 'seed': seed, **after(s)}
                      for method, s in (('finetune', ft), ('nad', nad)) if s]
     if rows:
@@ -298,9 +306,8 @@ def paper_lr(args, runner):
     for attack in args.attacks:
         for seed in args.seeds:
             common = ['--attack', attack, '--seed', seed, '--eval_every', 0, '--lr', 0.1]
-            ft = runner(f'lr0.1_{attack}_finetune_seed{seed}', [*common, '--defense', 'finetune'],
-                        need_model=True)  # NAD's teacher: its model must be here
-            nad = ft and runner(f'lr0.1_{attack}_nad_seed{seed}', [*common, '--t_model', ft['checkpoint']])
+            ft, nad = finetune_then_nad(runner, f'lr0.1_{attack}_finetune_seed{seed}', f'lr0.1_{attack}_nad_seed{seed}',
+                                        common)
             if nad:
                 rows.append({'attack': attack, 'seed': seed, 'before_acc': ft['before']['acc'],
                              'before_asr': ft['before']['asr'], 'finetune_acc': ft['after']['acc'],
@@ -349,10 +356,8 @@ def tradeoff(args, runner):
                     nad = runner.defense(attack, 'nad', seed, protocol='code')
                 else:
                     common = ['--attack', attack, '--seed', seed, '--eval_every', 0, '--protocol', 'code', '--lr', lr]
-                    ft = runner(f'tradeoff_{attack}_finetune_lr{lr:g}_seed{seed}',
-                                [*common, '--defense', 'finetune'], need_model=True)  # NAD's teacher: must be here
-                    nad = ft and runner(f'tradeoff_{attack}_nad_lr{lr:g}_seed{seed}',
-                                        [*common, '--t_model', ft['checkpoint']])
+                    ft, nad = finetune_then_nad(runner, f'tradeoff_{attack}_finetune_lr{lr:g}_seed{seed}',
+                                                f'tradeoff_{attack}_nad_lr{lr:g}_seed{seed}', common)
                 rows += [{'attack': attack, 'method': method, 'lr': lr, 'seed': seed, **after(s),
                           'ra': s['after'].get('ra')} for method, s in (('finetune', ft), ('nad', nad)) if s]
     if not rows or args.dry_run:
@@ -429,10 +434,8 @@ def protocols(args, runner):
         for seed in args.seeds:
             common = ['--s_model', QUICKSTART, '--seed', seed, '--protocol', protocol, '--eval_every', 0]
             name = f'quickstart_teacher_{protocol}_seed{seed}'  # fine-tuning: the same run, as in Table 1
-            teacher = os.path.join(args.models, name, 'teacher.pth.tar')
-            ft = runner(name, [*common, '--make_teacher', '--t_model', teacher],
-                        need_model=True)  # NAD's teacher: its model must be here
-            nad = ft and runner(f'quickstart_nad_{protocol}_seed{seed}', [*common, '--t_model', ft['checkpoint']])
+            ft, nad = finetune_then_nad(runner, name, f'quickstart_nad_{protocol}_seed{seed}', common,
+                                        teacher_at=os.path.join(args.models, name, 'teacher.pth.tar'))
             rows += [{'protocol': protocol, 'method': method, 'seed': seed, **after(s), 'ra': s['after'].get('ra')}
                      for method, s in (('finetune', ft), ('nad', nad)) if s]
     if not rows or args.dry_run:
@@ -479,11 +482,9 @@ def attribution(args, runner):
             for seed in args.seeds:
                 name = f'{attack}-authors_teacher_{protocol}_seed{seed}'
                 common = ['--attack', attack, '--s_model', path, '--seed', seed, '--protocol', protocol, '--eval_every', 0]
-                ft = runner(name, [*common, '--make_teacher', '--t_model', os.path.join(args.models, name, 'teacher.pth.tar')],
-                            need_model=True)  # NAD's teacher: its model must be here
-                runs = {('authors', 'finetune'): ft,
-                        ('authors', 'nad'): ft and runner(f'{attack}-authors_nad_{protocol}_seed{seed}',
-                                                          [*common, '--t_model', ft['checkpoint']]),
+                ft, nad = finetune_then_nad(runner, name, f'{attack}-authors_nad_{protocol}_seed{seed}', common,
+                                            teacher_at=os.path.join(args.models, name, 'teacher.pth.tar'))
+                runs = {('authors', 'finetune'): ft, ('authors', 'nad'): nad,
                         ('zoo', 'finetune'): runner.defense(attack, 'finetune', seed, protocol=protocol),
                         ('zoo', 'nad'): runner.defense(attack, 'nad', seed, protocol=protocol)}
                 rows += [{'attack': attack, 'recipe': recipe, 'protocol': protocol, 'method': method, 'seed': seed,
