@@ -11,8 +11,8 @@ import os
 import tempfile
 
 from at import ATTENTIONS
-from attacks import ATTACKS
-from data_loader import TARGET_TYPES, TRIGGERS
+from attacks import ATTACKS, TRIGGER_NAMES
+from data_loader import TARGET_TYPES
 from defenses import DEFENSES, defense_of, method_of
 from models import build_model
 from utils import UserError
@@ -54,7 +54,7 @@ def _add_common(p, zoo=False, clean=False):
                         + '; any of those flags given explicitly wins' + ('. clean: no poisoning' if clean else ''))
     g.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10', 'GTSRB'])
     g.add_argument('--data_root', default=None, help='dataset cache folder (default: ./data)')
-    g.add_argument('--trigger_type', default='gridTrigger', help=f"one of: {', '.join(TRIGGERS)}")
+    g.add_argument('--trigger_type', default='gridTrigger', help=f"one of: {', '.join(TRIGGER_NAMES)}")
     g.add_argument('--target_type', default='all2one', help=f"one of: {', '.join(TARGET_TYPES)}")
     g.add_argument('--target_label', type=int, default=5)
     g.add_argument('--inject_portion', type=float, default=0.1, help='fraction of training images poisoned')
@@ -353,8 +353,8 @@ def attack_defaults(attack, parser):
 
 def validate(args):
     """Raise UserError on the first bad value, naming it."""
-    if args.trigger_type not in TRIGGERS:
-        raise UserError(f"unknown trigger '{args.trigger_type}' (choose from {', '.join(TRIGGERS)})")
+    if args.trigger_type not in TRIGGER_NAMES:
+        raise UserError(f"unknown trigger '{args.trigger_type}' (choose from {', '.join(TRIGGER_NAMES)})")
     if args.target_type not in TARGET_TYPES:
         raise UserError(f"unknown target type '{args.target_type}' (choose from {', '.join(TARGET_TYPES)})")
     if args.num_classes is None:

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import torch
 
 import config
+from attacks import trigger_for
 from data_loader import BatchLoader, clean_subset, dataset_for, test_loaders
 from defenses import defense_of, method_of
 from models import build_model, select_model
@@ -140,7 +141,7 @@ def main():
     if args.holdout:
         (x, y), (hx, hy) = split_holdout(x, y, args.holdout, args.seed)
         holdout = BatchLoader(hx, hy, args.eval_batch_size, device)
-    clean, backdoor = test_loaders(args, data, device)
+    clean, backdoor = test_loaders(args, data, device, trigger_for(args))
     loaders = SimpleNamespace(
         train=BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
                           cutout_length=args.cutout_length, seed=args.seed),
