@@ -13,7 +13,7 @@ import tempfile
 from at import ATTENTIONS
 from attacks import ATTACKS, TRIGGER_NAMES
 from data_loader import TARGET_TYPES
-from defenses import DEFENSES, defense_of, method_of
+from defenses import DEFENSES, defense_of, method_of, settle_defense_flags
 from models import build_model
 from utils import UserError
 
@@ -402,15 +402,7 @@ def validate(args):
 
 
 def _validate_defense(args):
-    if args.cutout_length is None:
-        own = DEFENSES[args.defense].cutout_length
-        args.cutout_length = PROTOCOLS[args.protocol]['cutout_length'] if own is None else own
-    if args.defense == 'finetune':  # fine-tuning is NAD without the attention terms
-        args.beta1 = args.beta2 = args.beta3 = 0.0
-    if args.make_teacher:
-        args.beta1 = args.beta2 = args.beta3 = 0.0
-        if args.defense not in ('nad', 'finetune'):
-            raise UserError('--make_teacher fine-tunes the student; it cannot be combined with --defense ' + args.defense)
+    settle_defense_flags(args, PROTOCOLS[args.protocol]['cutout_length'])
     if args.teacher_from_scratch and not args.make_teacher:
         raise UserError('--teacher_from_scratch only goes with --make_teacher')
     if not 0 <= args.holdout < 1:

@@ -29,7 +29,7 @@ from utils import UserError
 from utils.checkpoint import atomic_write, safe_load
 from utils.cli import run
 from utils.engine import accuracy
-from utils.runtime import autocast_dtype, generator, resolve_device, seed_everything
+from utils.runtime import generator, setup
 
 # Refool (Liu et al., ECCV 2020): a natural image reflected into the picture, by the two reflection
 # models of Refool's code (`blend_images`), mixed in linear light (gamma 2.2):
@@ -208,8 +208,7 @@ def main():
     config.output_file(args.output, '--output', args)
     if not 0 < args.keep <= REFOOL_POOL_SIZE or args.images < 1:
         raise UserError(f'--keep must be in 1..{REFOOL_POOL_SIZE} and --images at least 1')
-    seed_everything(args.seed)
-    device = resolve_device(args.device)
+    device, amp_dtype = setup(args)
     model, ckpt = select_model(args.s_name, args.num_classes, args.model, args.trust_checkpoint)
     model = model.to(device, memory_format=torch.channels_last)
     x, y = load_dataset(args.dataset, args.data_root or DATA_ROOT)[0]['train']
@@ -218,7 +217,7 @@ def main():
     print(f'scoring {REFOOL_POOL_SIZE} candidate reflections on {len(pick)} training images with {args.model} '
           f"(trigger {ckpt.get('config', {}).get('trigger_type')}, ASR {ckpt.get('asr')})", flush=True)
     scores = score_reflections(model, x[pick], candidates(args.data_root or DATA_ROOT), args.target_label, device,
-                                       autocast_dtype(device, args.amp))
+                               amp_dtype)
     order = scores.argsort(descending=True)
     kept = order[:args.keep].sort().values
     print(f'candidate success rates: mean {scores.mean():.2f}%, median {scores.median():.2f}%; kept {args.keep} '

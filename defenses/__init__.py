@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from defenses import argd, fineprune, mcr, mixup, nad
+from utils import UserError
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,19 @@ DEFENSES = {  # Table 1's columns in the paper's order, then the other defenses 
     'mixup': Defense('Mixup', loss=mixup.loss, cutout_length=0),
     'cutout': Defense('Cutout', loss=nad.plain_loss, cutout_length=3),
 }
+
+
+def settle_defense_flags(args, protocol_cutout):
+    """The flags that follow from the chosen defense (config.py calls this while validating main.py's flags):
+    its Cutout default unless --cutout_length was given, and all betas 0 for fine-tuning and for
+    --make_teacher, which is fine-tuning (NAD's teacher is the student fine-tuned)."""
+    if args.cutout_length is None:
+        own = DEFENSES[args.defense].cutout_length
+        args.cutout_length = protocol_cutout if own is None else own
+    if args.make_teacher and args.defense not in ('nad', 'finetune'):  # nad: the default of --defense
+        raise UserError('--make_teacher fine-tunes the student; it cannot be combined with --defense ' + args.defense)
+    if args.make_teacher or args.defense == 'finetune':
+        args.beta1 = args.beta2 = args.beta3 = 0.0
 
 
 def method_of(args):
