@@ -22,7 +22,6 @@ import sys
 import torch
 import torch.nn.functional as F
 
-import config
 from data_loader import DATA_ROOT, BatchLoader, load_cifar10, load_dataset
 from models import select_model
 from utils import UserError
@@ -203,6 +202,7 @@ def score_reflections(model, images, candidates, target_label, device, amp_dtype
 
 
 def main():
+    import config  # the command line only: config sits above the registries, which it reads
     parser = config.get_refool_arguments()
     args = config.check_finite(parser, parser.parse_args())
     config.output_file(args.output, '--output', args)

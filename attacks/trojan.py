@@ -13,7 +13,6 @@ import sys
 
 import torch
 
-import config
 from data_loader import DATA_ROOT, TROJAN_AT, load_dataset, trojan_trigger
 from models import select_model
 from utils import UserError
@@ -73,6 +72,7 @@ def reverse_engineer_trojan(model, images, steps=500, lr=0.1, neuron=None):
 
 
 def main():
+    import config  # the command line only: config sits above the registries, which it reads
     parser = config.get_trojan_arguments()
     args = config.check_finite(parser, parser.parse_args())
     config.output_file(args.output, '--output', args)
