@@ -120,7 +120,7 @@ def get_arguments():
     g.add_argument('--make_teacher', action='store_true',
                    help='fine-tune the student on the clean data (all betas 0) and save it as --t_model')
     g.add_argument('--defense', default='nad', choices=DEFENSES,
-                   help='nad; finetune (= all betas 0); fineprune; mixup; cutout; argd; mcr (see defenses/)')
+                   help='nad; finetune (= all betas 0); fineprune; mixup; cutout; argd; mcr; nc (Neural Cleanse); strip (see defenses/)')
     g.add_argument('--teacher_from_scratch', action='store_true',
                    help='with --make_teacher: train a fresh --t_name model on the clean subset instead of '
                         'fine-tuning the student (paper Table 2, Fig. 4); give it more --epochs and a larger --lr')
@@ -185,6 +185,16 @@ def get_arguments():
     g.add_argument('--mcr_points', type=float, nargs='*', default=[i / 10 for i in range(11)],
                    help='MCR: points t evaluated along the curve (written to <run>_curve.csv/.png)')
     g.add_argument('--mcr_end', default=None, help='MCR: checkpoint at t = 1 (default: the backdoored model)')
+    g.add_argument('--nc_epochs', type=int, default=20, help='Neural Cleanse: epochs of trigger reverse-engineering '
+                   'over the clean subset (all classes at once)')
+    g.add_argument('--nc_lr', type=float, default=0.1, help='Neural Cleanse: Adam lr of the masks and patterns')
+    g.add_argument('--nc_init_cost', type=float, default=1e-3, help='Neural Cleanse: initial weight of the mask L1 norm')
+    g.add_argument('--nc_patience', type=int, default=5, help='Neural Cleanse: epochs before the cost moves up or down')
+    g.add_argument('--nc_unlearn_ratio', type=float, default=0.2,
+                   help='Neural Cleanse: fraction of each unlearning batch stamped with the reversed trigger')
+    g.add_argument('--strip_n', type=int, default=100, help='STRIP: clean images each input is superimposed on')
+    g.add_argument('--strip_inputs', type=int, default=2000, help='STRIP: clean and triggered test inputs measured')
+    g.add_argument('--strip_frr', type=float, default=0.01, help='STRIP: false rejection rate that sets the threshold')
     return _add_common(p, zoo=True)
 
 
@@ -417,12 +427,17 @@ def _validate_defense(args):
         raise UserError('--keep oracle compares every epoch by ACC and ASR, so it needs --eval_every 1')
     if args.prune_ratio is not None and not 0 <= args.prune_ratio < 1:
         raise UserError(f'--prune_ratio {args.prune_ratio} must be in [0, 1)')
-    for name in ('patience', 'iterations', 'mcr_epochs'):
+    for name in ('patience', 'iterations', 'mcr_epochs', 'nc_epochs', 'nc_patience', 'strip_n', 'strip_inputs'):
         if getattr(args, name) < 1:
             raise UserError(f'--{name} must be at least 1')
     for name in ('mixup_alpha', 'argd_edge', 'argd_embed', 'prune_max_drop'):
         if getattr(args, name) < 0:
             raise UserError(f'--{name} {getattr(args, name)} must not be negative')
+    if args.nc_lr <= 0 or args.nc_init_cost < 0:
+        raise UserError('--nc_lr must be positive and --nc_init_cost not negative')
+    for name in ('nc_unlearn_ratio', 'strip_frr'):
+        if not 0 < getattr(args, name) < 1:
+            raise UserError(f'--{name} {getattr(args, name)} must be in (0, 1)')
     if args.mcr_lr <= 0:
         raise UserError(f'--mcr_lr {args.mcr_lr} must be positive')
     if args.p <= 0:

@@ -24,10 +24,11 @@ import config
 from attacks import trigger_for
 from data_loader import BatchLoader, clean_subset, dataset_for, test_loaders
 from defenses import defense_of, method_of
+from defenses.finetuning import fine_tune
 from models import build_model, select_model
 from utils.checkpoint import checkpoint_bytes, file_sha256, write_run
 from utils.cli import Timer, epoch_line, run
-from utils.engine import evaluate, fit, step_schedule
+from utils.engine import evaluate
 from utils.runtime import generator, setup
 
 
@@ -69,19 +70,6 @@ def known_before(args, method, s_ckpt):
     ra = s_ckpt.get('ra')  # zoo checkpoints made before RA was recorded have none
     return {'acc': float(s_ckpt['acc']), 'asr': float(s_ckpt['asr']), 'ra': None if ra is None else float(ra)}, \
         'student checkpoint record'
-
-
-def fine_tune(args, defense, student, teacher, loaders, device, amp_dtype, first_epoch=1):
-    """The defense's loss in the shared loop under the protocol's schedule, one epoch kept by --keep.
-    Returns (rows, kept row, kept state)."""
-    loss_fn, own_params = defense.loss(args, teacher, device)
-    optimizer = torch.optim.SGD([{'params': student.parameters()}, {'params': own_params, 'weight_decay': 0.0}],
-                                lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                                nesterov=args.nesterov)
-    return fit(student, loaders.train, loss_fn, optimizer, args.epochs, step_schedule(args.lr, args.schedule, args.gamma),
-               device, amp_dtype, measure=lambda dtype: evaluate(student, loaders.clean, loaders.backdoor, device, dtype),
-               every=args.eval_every, keep=args.keep, holdout=loaders.holdout, patience=args.patience,
-               first_epoch=first_epoch)
 
 
 def model_path(args, method):
@@ -141,8 +129,9 @@ def main():
     if args.holdout:
         (x, y), (hx, hy) = split_holdout(x, y, args.holdout, args.seed)
         holdout = BatchLoader(hx, hy, args.eval_batch_size, device)
-    clean, backdoor = test_loaders(args, data, device, trigger_for(args))
-    loaders = SimpleNamespace(
+    trigger = trigger_for(args)
+    clean, backdoor = test_loaders(args, data, device, trigger)
+    loaders = SimpleNamespace(trigger=trigger,
         train=BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
                           cutout_length=args.cutout_length, seed=args.seed),
         subset=BatchLoader(x, y, args.eval_batch_size, device),  # the clean subset, no augmentation
@@ -172,8 +161,8 @@ def main():
                 teacher = copy.deepcopy(student).eval().requires_grad_(False)
                 student.load_state_dict(backdoored)
                 print(f'round {round_}: the erased model of round {round_ - 1} is the teacher', flush=True)
-            round_rows, kept, kept_state = fine_tune(args, defense, student, teacher, loaders, device, amp_dtype,
-                                                     first_epoch=len(rows) + 1)
+            round_rows, kept, kept_state = fine_tune(args, *defense.loss(args, teacher, device), student, loaders,
+                                                     device, amp_dtype, first_epoch=len(rows) + 1)
             rows += round_rows
             student.load_state_dict(kept_state)
     seconds = total()

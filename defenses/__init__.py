@@ -12,6 +12,8 @@ Most defenses fine-tune the backdoored model on the clean subset in the one shar
     fineprune  mask the least active channels of the last layer, then fine-tune    (Liu et al., RAID 2018)
     argd       NAD's vertex terms + attention-relation edges + cross-layer embeddings (Xia et al., IJCAI 2022)
     mcr        a Bezier curve between two models, its bend trained; the model at t   (Zhao et al., ICLR 2020)
+    nc         Neural Cleanse: reverse-engineer each class's trigger, flag outliers, unlearn (Wang et al., S&P 2019)
+    strip      STRIP: flag inputs whose predictions stay confident when superimposed (Gao et al., ACSAC 2019)
 
 Adding a defense: a module here with its loss (signature of nad.loss) or its procedure (mcr.procedure),
 and one entry in DEFENSES.
@@ -19,7 +21,7 @@ and one entry in DEFENSES.
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from defenses import argd, fineprune, mcr, mixup, nad
+from defenses import argd, fineprune, mcr, mixup, nad, neural_cleanse, strip
 from utils import UserError
 
 
@@ -52,6 +54,8 @@ DEFENSES = {  # Table 1's columns in the paper's order, then the other defenses 
     'argd': Defense('ARGD', loss=argd.loss, needs_teacher=True, table1=True),  # not in the paper
     'mixup': Defense('Mixup', loss=mixup.loss, cutout_length=0),
     'cutout': Defense('Cutout', loss=nad.plain_loss, cutout_length=3),
+    'nc': Defense('Neural Cleanse', procedure=neural_cleanse.procedure, write_files=neural_cleanse.write_files),
+    'strip': Defense('STRIP', procedure=strip.procedure, write_files=strip.write_files),  # detects; the model stays
 }
 
 

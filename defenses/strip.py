@@ -1,0 +1,89 @@
+"""STRIP (Gao et al., ACSAC 2019): is this input triggered? An input is superimposed on N clean images
+(pixel values added and saturated, as STRIP's code does); a trigger keeps forcing the target class
+whatever it is laid over, so a triggered input's predictions have low entropy, a clean one's high.
+
+The defender's clean subset is split in two halves (seeded): the images laid over the inputs, and clean
+inputs that set the threshold, the entropy below which an input is rejected, at a false rejection rate
+of `--strip_frr` (1%). Reported on `--strip_inputs` clean and as many triggered test images: the false
+rejection rate (clean test images rejected) and the false acceptance rate (triggered ones accepted). The
+model is not changed; it is saved as it came, so the run's files have the usual shape.
+"""
+import math
+
+import torch
+from tqdm import tqdm
+
+from utils.cli import Timer
+from utils.engine import evaluate
+from utils.figures import pyplot, save_figure
+from utils.runtime import autocast, generator
+
+
+@torch.inference_mode()
+def entropies(model, inputs, overlays, n, device, amp_dtype=None, seed=0, chunk=8):
+    """Mean prediction entropy (bits) of each uint8 input superimposed on `n` images drawn from the uint8
+    `overlays` (a seeded draw per input)."""
+    model.eval()
+    g = generator(seed, 'strip')
+    picks = torch.randint(len(overlays), (len(inputs), n), generator=g)
+    out = []
+    for i in tqdm(range(0, len(inputs), chunk), desc='strip', leave=False):
+        x = inputs[i:i + chunk].to(device)
+        laid = overlays[picks[i:i + chunk].flatten()].to(device).view(len(x), n, *x.shape[1:])
+        mixed = (x[:, None].float() + laid.float()).clamp(0, 255).div_(255).flatten(0, 1)
+        with autocast(device, amp_dtype):
+            logits = model(mixed.contiguous(memory_format=torch.channels_last))[-1]
+        p = logits.float().softmax(-1)
+        h = -(p * torch.log2(p.clamp(min=1e-12))).sum(-1)
+        out.append(h.view(len(x), n).mean(1).cpu())
+    return torch.cat(out)
+
+
+def threshold_at(clean_entropies, frr):
+    """The entropy below which inputs are rejected: the `frr` quantile of clean inputs' entropies (the
+    lowest ceil(frr * n) - 1 are below it, so at most that fraction is rejected)."""
+    k = max(math.ceil(frr * len(clean_entropies)), 1)
+    return clean_entropies.sort().values[k - 1].item()
+
+
+def procedure(args, student, loaders, device, amp_dtype):
+    """Calibrate on the clean subset, measure FRR on clean and FAR on triggered test images. Returns (rows,
+    kept row, fields for the summary)."""
+    timer = Timer()
+    x = loaders.subset.x
+    half = torch.randperm(len(x), generator=generator(args.seed, 'strip_split'))
+    overlays, calibration = x[half[:len(x) // 2]], x[half[len(x) // 2:]]
+    n_inputs = min(args.strip_inputs, len(loaders.clean.x), len(loaders.backdoor.x))
+    pick = lambda loader: loader.x[torch.randperm(len(loader.x), generator=generator(args.seed, 'strip_inputs'))[:n_inputs]]  # noqa: E731
+    measure = lambda inputs: entropies(student, inputs, overlays, args.strip_n, device, amp_dtype, args.seed)  # noqa: E731
+    calibration_h = measure(calibration)
+    threshold = threshold_at(calibration_h, args.strip_frr)
+    clean_h, triggered_h = measure(pick(loaders.clean)), measure(pick(loaders.backdoor))
+    strip = {'n': args.strip_n, 'threshold': threshold, 'frr_target': args.strip_frr,
+             'frr_calibration': (calibration_h < threshold).float().mean().item() * 100,
+             'frr': (clean_h < threshold).float().mean().item() * 100,
+             'far': (triggered_h >= threshold).float().mean().item() * 100,
+             'inputs': n_inputs, 'calibration_inputs': len(calibration), 'overlay_images': len(overlays),
+             'seconds': timer()}
+    print(f"strip: threshold {threshold:.3f} bits (FRR {strip['frr_calibration']:.2f}% on {len(calibration)} clean "
+          f"subset images); on {n_inputs} test images each: FRR {strip['frr']:.2f}%, FAR {strip['far']:.2f}% | "
+          f"{strip['seconds']:.0f}s", flush=True)
+    kept = {'epoch': 0, 'lr': 0.0, 'loss': None, **evaluate(student, loaders.clean, loaders.backdoor, device),
+            'seconds': timer()}
+    return [kept], kept, {'strip': strip, 'entropies': {'calibration': calibration_h, 'clean': clean_h,
+                                                         'triggered': triggered_h}}
+
+
+def write_files(args, stem, fields):
+    """<stem>_strip.png: the entropy histograms of clean and triggered test inputs, and the threshold."""
+    h, strip = fields.pop('entropies'), fields['strip']
+    fig, ax = pyplot().subplots(figsize=(5, 3.2))
+    bins = torch.linspace(0, math.log2(args.num_classes), 41).tolist()
+    ax.hist(h['clean'].numpy(), bins=bins, alpha=0.6, label='clean test inputs')
+    ax.hist(h['triggered'].numpy(), bins=bins, alpha=0.6, label='triggered test inputs')
+    ax.axvline(strip['threshold'], color='black', linestyle=':', label=f"threshold (FRR {strip['frr_target']:.0%})")
+    ax.set_xlabel(f"mean entropy over {strip['n']} superimpositions (bits)")
+    ax.set_ylabel('inputs')
+    ax.set_title(f"STRIP: FRR {strip['frr']:.2f}%, FAR {strip['far']:.2f}%", fontsize=9)
+    ax.legend(fontsize=7)
+    save_figure(fig, stem + '_strip.png')
