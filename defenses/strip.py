@@ -46,6 +46,13 @@ def threshold_at(clean_entropies, frr):
     return clean_entropies.sort().values[k - 1].item()
 
 
+def auroc(clean_h, triggered_h):
+    """The probability that a clean input's entropy exceeds a triggered one's (ties count half): how well the
+    entropy separates the two, whatever the threshold."""
+    diff = clean_h[:, None] - triggered_h[None, :]
+    return ((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean()).item()
+
+
 def procedure(args, student, loaders, device, amp_dtype):
     """Calibrate on the clean subset, measure FRR on clean and FAR on triggered test images. Returns (rows,
     kept row, fields for the summary)."""
@@ -63,10 +70,11 @@ def procedure(args, student, loaders, device, amp_dtype):
              'frr_calibration': (calibration_h < threshold).float().mean().item() * 100,
              'frr': (clean_h < threshold).float().mean().item() * 100,
              'far': (triggered_h >= threshold).float().mean().item() * 100,
+             'auroc': auroc(clean_h, triggered_h),
              'inputs': n_inputs, 'calibration_inputs': len(calibration), 'overlay_images': len(overlays),
              'seconds': timer()}
     print(f"strip: threshold {threshold:.3f} bits (FRR {strip['frr_calibration']:.2f}% on {len(calibration)} clean "
-          f"subset images); on {n_inputs} test images each: FRR {strip['frr']:.2f}%, FAR {strip['far']:.2f}% | "
+          f"subset images); on {n_inputs} test images each: FRR {strip['frr']:.2f}%, FAR {strip['far']:.2f}%, AUROC {strip['auroc']:.3f} | "
           f"{strip['seconds']:.0f}s", flush=True)
     kept = {'epoch': 0, 'lr': 0.0, 'loss': None, **evaluate(student, loaders.clean, loaders.backdoor, device),
             'seconds': timer()}
@@ -84,6 +92,6 @@ def write_files(args, stem, fields):
     ax.axvline(strip['threshold'], color='black', linestyle=':', label=f"threshold (FRR {strip['frr_target']:.0%})")
     ax.set_xlabel(f"mean entropy over {strip['n']} superimpositions (bits)")
     ax.set_ylabel('inputs')
-    ax.set_title(f"STRIP: FRR {strip['frr']:.2f}%, FAR {strip['far']:.2f}%", fontsize=9)
+    ax.set_title(f"STRIP: FRR {strip['frr']:.2f}%, FAR {strip['far']:.2f}%, AUROC {strip['auroc']:.3f}", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, stem + '_strip.png')

@@ -7,7 +7,7 @@ import torch
 
 from data_loader import BatchLoader, clean_subset
 from defenses.neural_cleanse import anomaly, reverse_engineer, unlearning_loss
-from defenses.strip import entropies, threshold_at
+from defenses.strip import auroc, entropies, threshold_at
 from models import select_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,6 +64,8 @@ def test_strip_entropy_is_low_for_triggered_inputs():
     h_clean = entropies(CornerTrigger(), clean, overlays, 10, torch.device('cpu'))
     h_triggered = entropies(CornerTrigger(), triggered, overlays, 10, torch.device('cpu'))
     assert h_triggered.max() < 0.01 < h_clean.min()
+    assert auroc(h_clean, h_triggered) == 1.0 and auroc(h_triggered, h_clean) == 0.0
+    assert auroc(h_clean, h_clean) == pytest.approx(0.5)
 
 
 @pytest.mark.e2e
