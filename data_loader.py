@@ -261,7 +261,8 @@ def get_trigger(name, alpha=None):
     if callable(name):
         return name
     if name not in TRIGGERS:
-        raise UserError(f"unknown trigger '{name}' (choose from {', '.join(TRIGGERS)})")
+        raise UserError(f"unknown trigger '{name}' (here: {', '.join(TRIGGERS)}; attacks.build_trigger makes every "
+                        'trigger, those made from a file too)')
     if alpha is not None and name in ALPHA_TRIGGERS:
         return lambda x: TRIGGERS[name](x, alpha=alpha)
     return TRIGGERS[name]
@@ -285,10 +286,10 @@ class DatasetBD(torch.utils.data.Dataset):
     """
 
     def __init__(self, x, y, trigger_type='gridTrigger', target_type='all2one', target_label=5,
-                 inject_portion=0.1, mode='train', seed=0, num_classes=10, trigger_alpha=None, perturb=None):
+                 inject_portion=0.1, mode='train', seed=0, num_classes=10, perturb=None):
         if target_type not in TARGET_TYPES:
             raise UserError(f"unknown target type '{target_type}' (choose from {', '.join(TARGET_TYPES)})")
-        trigger = get_trigger(trigger_type, trigger_alpha)
+        trigger = get_trigger(trigger_type)
         x, y = x.clone(), y.clone()
         if mode == 'train':
             candidates = torch.nonzero(y == target_label).flatten() if target_type == 'cleanLabel' \

@@ -4,7 +4,7 @@ and the defenses the paper compares it with, all on the same data, evaluator and
     python main.py                        # NAD on the shipped backdoored WRN-16-1 (gridTrigger, target 5)
     python main.py --defense finetune     # plain fine-tuning (= NAD with --beta1 0 --beta2 0 --beta3 0)
     python main.py --make_teacher         # fine-tune the student into the teacher, saved as --t_model
-    python main.py --defense fineprune | mixup | cutout | argd | mcr
+    python main.py --defense fineprune | mixup | cutout | argd | mcr | nc | strip
     python main.py --attack blend         # a zoo model (badnets trojan blend cl sig refool) and its teacher
 
 NAD fine-tunes the student (backdoored) on `--ratio` of the clean training data with
@@ -97,7 +97,8 @@ def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
                                       'epoch': s_ckpt.get('epoch'), 'acc': s_ckpt.get('acc'), 'asr': s_ckpt.get('asr')},
                'teacher_checkpoint': {'path': args.t_model, 'sha256': file_sha256(args.t_model)}
                if defense_of(method).needs_teacher else None,
-               **extra, 'config': vars(args), 'epochs': rows}
+               **{k: v for k, v in extra.items() if not k.startswith('_')},  # '_...': for write_files only
+               'config': vars(args), 'epochs': rows}
     write_run(path, model, os.path.join(args.log_root, run_name), rows, summary)
     return path
 
@@ -151,8 +152,9 @@ def main():
                   'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)
-    if defense.procedure:  # a defense that does not fine-tune (MCR)
+    if defense.procedure:  # a defense with a procedure of its own (MCR, Neural Cleanse, STRIP)
         rows, kept, extra = defense.procedure(args, student, loaders, device, amp_dtype)
+        kept = kept or before_row  # None: the model is left as it was
     else:
         extra = defense.prepare(args, student, loaders, device, amp_dtype) if defense.prepare else {}
         rows, kept, kept_state = [], None, None

@@ -13,7 +13,8 @@ them. The attacks that need a generator run it as a module:
 and the clean-label attack perturbs its poisoned images with PGD first (attacks/cl.py), run by
 train_badnet.py whenever --pgd_eps is above 0, as the 'cl' preset sets it.
 
-Adding an attack: its trigger in data_loader.TRIGGERS (if new) and one entry here.
+Adding an attack: its trigger in data_loader.TRIGGERS, or a builder in ARTEFACT_TRIGGERS if it is made from a
+file (if new), and one entry here.
 """
 from dataclasses import dataclass, field
 from typing import Optional

@@ -188,17 +188,16 @@ def refool_trigger(x, pool, seed=0, tries=20):
     return (out * 255).round().to(torch.uint8).to(x.device)
 
 
-
 # --- the adversarial selection: python -m attacks.refool ---------------------------------------------
 
-def score_reflections(model, images, candidates, target_label, device, amp_dtype=None):
-    """For each candidate reflection, the percentage of `images` (uint8, none of the target class) that
-    `model` assigns to `target_label` once that candidate alone is reflected into them: the ASR of that
+def score_reflections(model, images, pool, target_label, device, amp_dtype=None):
+    """For each reflection of `pool`, the percentage of `images` (uint8, none of the target class) that
+    `model` assigns to `target_label` once that reflection alone is reflected into them: the ASR of that
     reflection, measured by the shared evaluator."""
     target = torch.full((len(images),), target_label)
-    return torch.tensor([accuracy(model, BatchLoader(refool_trigger(images, candidates[c:c + 1], seed=c), target,
+    return torch.tensor([accuracy(model, BatchLoader(refool_trigger(images, pool[c:c + 1], seed=c), target,
                                                      len(images), device), device, amp_dtype)
-                         for c in range(len(candidates))])
+                         for c in range(len(pool))])
 
 
 def main():

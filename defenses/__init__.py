@@ -2,8 +2,8 @@
 analyses read (a defense's name in tables, whether it needs a teacher, the paper's Table 1 values).
 
 Most defenses fine-tune the backdoored model on the clean subset in the one shared loop
-(utils.engine.train_epoch) and differ only in their loss (`loss`), sometimes after a model surgery
-(`prepare`); a defense that does something else entirely (MCR) brings its own `procedure`.
+(defenses.finetuning.fine_tune, on utils.engine.fit) and differ only in their loss (`loss`), sometimes after a model surgery
+(`prepare`); a defense that does something else (MCR, Neural Cleanse, STRIP) brings its own `procedure`.
 
     nad        CE + sum_l beta_l * AT(student_l, teacher_l)                       (Li et al., ICLR 2021)
     finetune   CE on the clean subset (NAD with all betas 0)

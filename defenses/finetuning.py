@@ -1,4 +1,4 @@
-"""The fine-tuning run that every defense but MCR is: a loss in the shared loop (utils.engine.fit) on the
+"""The fine-tuning run that most defenses are (and Neural Cleanse's unlearning; not MCR or STRIP): a loss in the shared loop (utils.engine.fit) on the
 clean subset, under the protocol's optimiser and schedule, one epoch kept by --keep."""
 import torch
 

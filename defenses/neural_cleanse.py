@@ -3,14 +3,16 @@ unlearning.
 
 1. Reverse-engineering: for every class c, the smallest mask m_c (H x W, in [0, 1]) and pattern p_c
    (3 x H x W) such that (1 - m_c) x + m_c p_c is classified as c, by Adam on the clean subset:
-   CE(f(stamped), c) + cost_c * |m_c|_1. The cost follows Neural Cleanse's schedule: it starts at
-   `--nc_init_cost`, is multiplied by 1.5 after `--nc_patience` epochs in a row in which the stamped
-   images reached class c at least 99% of the time, and divided by 1.5 ** 1.5 after as many epochs below;
-   the smallest mask that reached 99% is kept. All classes are optimised together, in one batch of
+   CE(f(stamped), c) + cost_c * |m_c|_1. The cost is multiplied by 1.5 after `--nc_patience` epochs in a
+   row in which the stamped images reached class c at least 99% of the time, and divided by 1.5 ** 1.5
+   after as many epochs below, as in Neural Cleanse's code; it starts at `--nc_init_cost`, as
+   BackdoorBench's does (Neural Cleanse's own starts at 0 and sets it once 99% is reached). The smallest
+   mask that reached 99% is kept. All classes are optimised together, in one batch of
    C x B images: the model is frozen and each class has its own parameters, cost and (element-wise) Adam
    state, so this is the same optimisation as C separate ones, at one model call per step.
-2. Detection: the anomaly index of the smallest L1 norm, |norm - median| / (1.4826 MAD) over the classes;
-   a class whose norm is below the median with an index above 2 is flagged (the paper's rule).
+2. Detection: the anomaly index of the smallest L1 norm, |norm - median| / (1.4826 MAD) over the classes
+   (medians as numpy's: the mean of the middle two); a class whose norm is below the median with an
+   index above 2 is flagged (the paper's rule), if its trigger reached 99% (else it is no trigger).
 3. Mitigation by unlearning: fine-tuning on the clean subset under the run's protocol, with the reversed
    trigger of a flagged class stamped on `--nc_unlearn_ratio` (20%) of every batch under the images' true
    labels. When no class is flagged the model is left as it is.
@@ -23,7 +25,6 @@ from data_loader import BatchLoader
 from defenses.finetuning import fine_tune
 from utils.checkpoint import write_csv
 from utils.cli import Timer
-from utils.engine import evaluate
 from utils.figures import pyplot, save_figure
 from utils.runtime import autocast, generator
 
@@ -36,7 +37,7 @@ def reverse_engineer(model, loader, num_classes, device, amp_dtype, epochs, lr=0
     """The smallest trigger of every class (see the module's docstring). Returns masks (C, 1, H, W) and
     patterns (C, 3, H, W) in [0, 1], their L1 norms and the success rate each reached (C,)."""
     model.eval().requires_grad_(False)
-    _, channels, h, w = next(iter(loader))[0].shape
+    _, channels, h, w = loader.x.shape
     g = generator(seed, 'neural_cleanse')
     mask_param = (torch.rand(num_classes, 1, h, w, generator=g) * 2 - 1).to(device).requires_grad_(True)
     pattern_param = (torch.rand(num_classes, channels, h, w, generator=g) * 2 - 1).to(device).requires_grad_(True)
@@ -84,37 +85,42 @@ def reverse_engineer(model, loader, num_classes, device, amp_dtype, epochs, lr=0
     return best_mask.cpu(), best_pattern.cpu(), best_norm.cpu(), best_success.cpu()
 
 
-def anomaly(norms, threshold=2.0):
+def anomaly(norms, success=None, threshold=2.0):
     """Each class's anomaly index (median - norm) / (1.4826 MAD), positive below the median, and the classes
-    flagged (index above `threshold`), the smallest norm first."""
-    median = norms.median()
-    mad = MAD_CONSISTENCY * (norms - median).abs().median()
+    flagged (index above `threshold` and, given `success`, a trigger that reached 99%), smallest norm first."""
+    median = norms.quantile(0.5)                     # an even count: the mean of the middle two, as np.median
+    mad = MAD_CONSISTENCY * (norms - median).abs().quantile(0.5)
     index = (median - norms) / mad.clamp(min=1e-12)
-    flagged = [int(c) for c in torch.argsort(norms) if index[c] > threshold]
+    reached = torch.ones_like(norms, dtype=torch.bool) if success is None else success >= SUCCESS
+    flagged = [int(c) for c in torch.argsort(norms) if index[c] > threshold and reached[c]]
     return index, flagged
 
 
 def unlearning_loss(masks, patterns, ratio):
     """CE on batches whose first `ratio` images (the batches are shuffled) carry a reversed trigger, each in
     turn of the given ones, under their true labels."""
+    moved = {}
+
     def loss_fn(model, x, y):
+        if not moved:  # onto the batches' device, once
+            moved.update(masks=masks.to(x.device), patterns=patterns.to(x.device))
         k = int(round(len(x) * ratio))
         which = torch.arange(k, device=x.device) % len(masks)
-        m, p = masks.to(x.device)[which], patterns.to(x.device)[which]
+        m, p = moved['masks'][which], moved['patterns'][which]
         x = torch.cat([(1 - m) * x[:k] + m * p, x[k:]]).contiguous(memory_format=torch.channels_last)
         return F.cross_entropy(model(x)[-1], y)
     return loss_fn
 
 
 def procedure(args, student, loaders, device, amp_dtype):
-    """Reverse-engineer every class's trigger, detect, and unlearn the flagged ones. Returns (rows, kept row,
-    fields for the summary)."""
+    """Reverse-engineer every class's trigger, detect, and unlearn the flagged ones. Returns (rows, kept row or
+    None when the model is left as it is, fields for the summary; those starting with '_' only for the files)."""
     timer = Timer()
     subset = BatchLoader(loaders.subset.x, loaders.subset.y, args.batch_size, device, shuffle=True, seed=args.seed)
     masks, patterns, norms, success = reverse_engineer(student, subset, args.num_classes, device, amp_dtype,
                                                        args.nc_epochs, args.nc_lr, args.nc_init_cost,
                                                        args.nc_patience, args.seed)
-    index, flagged = anomaly(norms)
+    index, flagged = anomaly(norms, success)
     smallest = int(norms.argmin())
     print(f'neural cleanse: L1 norms {", ".join(f"{c}: {n:.1f}" for c, n in enumerate(norms.tolist()))}; '
           f'anomaly index {index[smallest]:.2f} (class {smallest}); flagged {flagged or "none"} '
@@ -122,17 +128,14 @@ def procedure(args, student, loaders, device, amp_dtype):
     fields = {'neural_cleanse': {
         'l1_norms': norms.tolist(), 'success': success.tolist(), 'anomaly_index': float(index[smallest]),
         'anomaly_index_per_class': index.tolist(), 'smallest_class': smallest, 'flagged': flagged,
-        'target_label': args.target_label, 'target_found': flagged[:1] == [args.target_label],
-        'reverse_seconds': timer(), 'unlearned': bool(flagged)},
-        'masks': masks, 'patterns': patterns, 'real_trigger': loaders.trigger(torch.zeros(1, 3, *masks.shape[2:],
-                                                                                          dtype=torch.uint8))}
-    student.train()
+        'target_label': args.target_label, 'target_flagged': args.target_label in flagged,
+        'smallest_is_target': smallest == args.target_label, 'reverse_seconds': timer(), 'unlearned': bool(flagged)},
+        '_masks': masks, '_patterns': patterns,
+        '_real_trigger': loaders.trigger(torch.zeros(1, 3, *masks.shape[2:], dtype=torch.uint8))}
     student.requires_grad_(True)
     if not flagged:
         print('neural cleanse: no class flagged, the model is left as it is', flush=True)
-        kept = {'epoch': 0, 'lr': 0.0, 'loss': None, **evaluate(student, loaders.clean, loaders.backdoor, device),
-                'seconds': timer()}
-        return [kept], kept, fields
+        return [], None, fields
     loss_fn = unlearning_loss(masks[flagged], patterns[flagged], args.nc_unlearn_ratio)
     rows, kept, state = fine_tune(args, loss_fn, [], student, loaders, device, amp_dtype)
     student.load_state_dict(state)
@@ -146,10 +149,10 @@ def write_files(args, stem, fields):
     write_csv(stem + '_nc.csv', [{'class': c, 'l1_norm': n, 'success': s, 'anomaly_index': a, 'flagged': c in nc['flagged']}
                                  for c, (n, s, a) in enumerate(zip(nc['l1_norms'], nc['success'],
                                                                    nc['anomaly_index_per_class']))])
-    triggers = fields['masks'] * fields['patterns']
+    triggers = fields['_masks'] * fields['_patterns']
     plt = pyplot()
     fig, axes = plt.subplots(1, len(triggers) + 1, figsize=(1.2 * (len(triggers) + 1), 1.6))
-    panels = [('real trigger', fields['real_trigger'][0].float() / 255)] + \
+    panels = [('real trigger', fields['_real_trigger'][0].float() / 255)] + \
              [(f"class {c}{' (flagged)' if c in nc['flagged'] else ''}\nL1 {nc['l1_norms'][c]:.1f}", t)
               for c, t in enumerate(triggers)]
     for ax, (title, image) in zip(axes, panels):
@@ -161,5 +164,3 @@ def write_files(args, stem, fields):
                  f"target {nc['target_label']}", fontsize=8)
     fig.tight_layout()
     save_figure(fig, stem + '_nc.png', dpi=120)
-    for key in ('masks', 'patterns', 'real_trigger'):  # tensors: in the PNG, not in the JSON
-        fields.pop(key)
