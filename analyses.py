@@ -31,8 +31,8 @@ import torch
 
 from at import attention as attention_map
 from config import PROTOCOLS, zoo_paths
+from attacks import ATTACKS, build_trigger
 from defenses import DEFENSES
-from attacks import ATTACKS
 from data_loader import DATA_ROOT, DatasetBD, load_dataset
 from models import ARCHS, select_model
 from utils.checkpoint import write_csv
@@ -111,7 +111,7 @@ def attention(args, runner):
     x, y = data['test']
     keep = y != 0
     clean = x[keep][:500]
-    triggered = DatasetBD(x, y, preset.trigger_type, preset.target_type, 0, mode='test',
+    triggered = DatasetBD(x, y, build_trigger(preset.trigger_type), preset.target_type, 0, mode='test',
                           num_classes=num_classes).x[:500]
     to_float = lambda u: u.float() / 255  # noqa: E731
     rows, maps = [], {}

@@ -7,7 +7,6 @@ For an activation F in R^{B x C x H x W}:
 and, for the paper's Table 8 comparison, 'activation': the raw feature map itself (no channel pooling).
 """
 import torch
-import torch.nn.functional as F
 
 ATTENTIONS = ('sum', 'sum_p', 'mean_p', 'activation')
 

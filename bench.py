@@ -17,7 +17,7 @@ import torch
 from data_loader import BatchLoader, clean_subset, load_cifar10
 from models import build_model
 from utils.engine import accuracy, cross_entropy_loss, train_epoch
-from utils.runtime import autocast, autocast_dtype, resolve_device
+from utils.runtime import autocast_dtype, resolve_device
 
 
 def median_rate(fn, images, repeats):

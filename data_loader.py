@@ -1,9 +1,8 @@
-"""Datasets as uint8 tensors, the trigger registry, `DatasetBD` poisoning and fast batch loaders.
+"""Datasets as uint8 tensors, the simple triggers, `DatasetBD` poisoning and fast batch loaders.
 
 Everything here works on whole uint8 NCHW tensors: a dataset is decoded once, cached under `data/`,
 poisoned once at construction, moved to the compute device, and augmented a batch at a time there.
 """
-import functools
 import glob
 import hashlib
 import json
@@ -15,11 +14,9 @@ import tempfile
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from utils import UserError
-from utils.checkpoint import safe_load
 from utils.runtime import generator
 
 DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
@@ -212,11 +209,9 @@ def signal_trigger(x, alpha=0.2):
     return _blend(x, sinusoid(x.shape[2], x.shape[3]), alpha)
 
 
-# A fixed 3x3 RGB patch added at rows/cols 25..27. Default: a seeded pattern; a trigger
-# reverse-engineered from a model (TrojanNN) can be supplied as an int16 (3, 3, 3) array file.
+# A fixed 3x3 RGB patch added at rows/cols 25..27. Default: a seeded pattern; the Trojan attack's
+# patch, reverse-engineered from a model (TrojanNN), is attacks/trojan.py's.
 TROJAN_PATCH = torch.randint(-255, 256, (3, 3, 3), generator=torch.Generator().manual_seed(1), dtype=torch.int16)
-
-
 TROJAN_AT = slice(25, 28)  # rows and cols of the Trojan patch, as the original code placed it
 
 
@@ -234,22 +229,6 @@ def sig_trigger(x, delta=20.0, freq=6):
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-# The TrojanNN trigger is reverse-engineered from a clean model by `python -m attacks.trojan` and saved here.
-TROJAN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'triggers', 'trojan_WRN-16-1.pt')
-
-
-@functools.cache
-def _trojan_patch(path):  # read once per file, not on every call
-    return safe_load(path, 'the Trojan trigger')['patch']
-
-
-def trojan_nn_trigger(x):
-    """The reverse-engineered TrojanNN patch (triggers/trojan_WRN-16-1.pt), added at rows/cols 25..27."""
-    if not os.path.isfile(TROJAN_FILE):
-        raise UserError(f'the Trojan trigger {TROJAN_FILE} is missing: make it with `python -m attacks.trojan`')
-    return trojan_trigger(x, _trojan_patch(TROJAN_FILE))
-
-
 # Adaptive attack (paper Table 9): a black-white 3x3 checkerboard at the image centre, blended with
 # transparency alpha in the trigger's area only (alpha 1 pastes it).
 CENTER = torch.tensor([[255, 0, 255], [0, 255, 0], [255, 0, 255]], dtype=torch.uint8)
@@ -262,167 +241,6 @@ def center_trigger(x, alpha=1.0):
     return out
 
 
-# Refool (Liu et al., ECCV 2020): a natural image reflected into the picture, by the two reflection
-# models of Refool's code (`blend_images`), mixed in linear light (gamma 2.2):
-#  - ghost: the reflection doubled at an offset, weighted 1 - alpha_t, over the image weighted alpha_t;
-#  - focal blur: the reflection Gaussian-blurred, darkened where it would saturate, under a centred
-#    Gaussian vignette, over the image weighted alpha_t;
-# with alpha_t ~ 1 - U(0.05, 0.45). Refool's code first resizes every image to its working size of
-# 560 px, so its ghost offsets (3..8 px) and blur sigmas (1..5 px) are in those pixels: here they are
-# scaled to 32 px (sub-pixel offsets and blurs; the reflection stays sharp, as it does in Refool's
-# output resized back to 32 px). As Refool's data generation does, a blend is kept only when the image
-# stays the main layer and SSIM(blend, image layer) lies in [0.70, 0.85] (neither invisible nor
-# dominant); an image tries reflections until one passes (the last try is kept if none does).
-# Reflection sources, as Refool picks them: REFOOL_POOL_SIZE candidates (CIFAR-10 training images of
-# classes other than 0, drawn with a fixed seed; GTSRB and the paper's PascalVOC reflections are not
-# reachable here), of which Refool's adversarial selection keeps the ones that trigger best: a model is
-# trained with all candidates ('refoolCandidatesTrigger'), each candidate is scored by its success rate
-# on that model, and the top ones are kept (`python -m attacks.refool` writes their indices to REFOOL_FILE; the
-# 'refool' attack's 'refoolTrigger' reflects only those). Each triggered image draws its source, model
-# and parameters from a generator seeded by `seed`: a given batch is always triggered the same way.
-REFOOL_POOL_SIZE = 200
-REFOOL_WORKING_SIZE = 560
-REFOOL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'triggers', 'refool_WRN-16-1.pt')
-_refool_candidates = None
-
-
-def refool_candidates():
-    """Refool's candidate reflections: float [0, 1] NCHW (REFOOL_POOL_SIZE, 3, 32, 32), loaded once."""
-    global _refool_candidates
-    if _refool_candidates is None:
-        x, y = load_cifar10()['train']
-        others = torch.nonzero(y != 0).flatten()
-        pick = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(0))[:REFOOL_POOL_SIZE]]
-        _refool_candidates = x[pick].float() / 255
-    return _refool_candidates
-
-
-def refool_selected():
-    """The candidates that Refool's adversarial selection kept (REFOOL_FILE, made by `python -m attacks.refool`)."""
-    if not os.path.isfile(REFOOL_FILE):
-        raise UserError(f'the Refool reflections {REFOOL_FILE} are missing: '
-                        'make them with `python -m attacks.refool`')
-    return refool_candidates()[torch.as_tensor(safe_load(REFOOL_FILE, 'the Refool reflections')['indices'])]
-
-
-def _shift_up_left(r, dy, dx):
-    """r[i + dy, j + dx] for sub-pixel dy, dx >= 0 per image (bilinear, edge pixels repeated)."""
-    def shift(r, d, dim):
-        k = d.floor().long()
-        f = (d - k)[:, None, None, None]
-        n = r.shape[dim]
-        idx = (torch.arange(n)[None] + k[:, None]).clamp(max=n - 1)                 # (b, n)
-        nxt = (idx + 1).clamp(max=n - 1)
-        shape = [len(r), 1, 1, 1]
-        shape[dim] = n
-        expand = list(r.shape)
-        a = r.gather(dim, idx.reshape(shape).expand(expand))
-        b = r.gather(dim, nxt.reshape(shape).expand(expand))
-        return (1 - f) * a + f * b
-    return shift(shift(r, dy, 2), dx, 3)
-
-
-def _ghost(r, alpha_t, gen):
-    """Refool's ghost effect: ghost_alpha * r(p + offset) + (1 - ghost_alpha) * r(p), weighted 1 - alpha_t."""
-    n, _, h, _ = r.shape
-    offsets = torch.randint(3, 9, (n, 2), generator=gen).float() * h / REFOOL_WORKING_SIZE
-    ghost_alpha = (torch.randint(0, 2, (n,), generator=gen) - (0.15 + 0.35 * torch.rand(n, generator=gen))).abs()
-    ghost_alpha = ghost_alpha[:, None, None, None]
-    ghost = ghost_alpha * _shift_up_left(r, offsets[:, 0], offsets[:, 1]) + (1 - ghost_alpha) * r
-    return ghost * (1 - alpha_t)
-
-
-def _vignette(h, w, nsig=3.0):
-    """Refool's gen_kernel(560, 3) mask sampled at h x w: a centred Gaussian, 1 at the centre."""
-    def axis(n):
-        x = -nsig + (2 * nsig) * (torch.arange(n, dtype=torch.float32) + 0.5) / n
-        return torch.exp(-x ** 2 / 4)               # sqrt of a normal pdf: the mask is sqrt(outer(k, k))
-    mask = axis(h)[:, None] * axis(w)[None, :]
-    return mask / mask.max()
-
-
-def _focal_blur(r, t, alpha_t, gen):
-    """Refool's focal blur: r Gaussian-blurred (sigma 1..5 Refool px), darkened per channel where r + t
-    saturates, times the vignette and (1 - alpha_t / 2)."""
-    n, c, h, w = r.shape
-    sigma = (1 + 4 * torch.rand(n, generator=gen)) * h / REFOOL_WORKING_SIZE
-    k = torch.arange(3, dtype=torch.float32) - 1                     # 3 taps: sigma is at most 0.3 px here
-    kernel = torch.exp(-k[None] ** 2 / (2 * sigma[:, None] ** 2))
-    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)        # (n*c, 3)
-    flat = F.pad(r.reshape(1, n * c, h, w), (1, 1, 1, 1), mode='reflect')
-    flat = F.conv2d(flat, kernel[:, None, None, :], groups=n * c)
-    flat = F.conv2d(flat, kernel[:, None, :, None], groups=n * c)
-    r_blur = flat.reshape(n, c, h, w)
-    att = 1.08 + torch.rand(n, generator=gen) / 10
-    over = (r_blur + t) > 1
-    mean_over = ((r_blur + t) * over).flatten(2).sum(2) / (over.flatten(2).sum(2) + 1e-6)   # (n, c)
-    r_blur = (r_blur - ((mean_over.clamp(min=1) - 1) * att[:, None])[:, :, None, None]).clamp(0, 1)
-    return r_blur * _vignette(h, w) * (1 - alpha_t / 2)
-
-
-def ssim(a, b, data_range=1.0, win=7):
-    """Mean SSIM per image of two NCHW batches, as skimage's structural_similarity computes it by
-    default (7 x 7 uniform window, sample covariance, border cropped, mean over channels)."""
-    n, c = a.shape[:2]
-    moments = F.avg_pool2d(torch.cat([a, b, a * a, b * b, a * b], 1), win, stride=1)
-    mu_a, mu_b, aa, bb, ab = moments.split(c, 1)
-    cov = win * win / (win * win - 1)
-    var_a, var_b, cov_ab = cov * (aa - mu_a ** 2), cov * (bb - mu_b ** 2), cov * (ab - mu_a * mu_b)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov_ab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return s.reshape(n, -1).mean(1)
-
-
-def _refool_blend(t, pool, gen):
-    """One Refool blend per image of t (linear light): (blend, reflection layer, image layer), gamma-encoded."""
-    n = len(t)
-    r = pool[torch.randint(len(pool), (n,), generator=gen)] ** 2.2
-    ghost = (torch.randint(0, 101, (n,), generator=gen) < 49)[:, None, None, None]   # Refool's ghost_rate 0.49
-    alpha_t = (1 - (0.05 + 0.4 * torch.rand(n, generator=gen)))[:, None, None, None]
-    ghosted = _ghost(r, alpha_t, gen)
-    blurred = _focal_blur(r, t, alpha_t, gen)
-    reflection = torch.where(ghost, ghosted, blurred)
-    # Refool's code reports the focal reflection layer scaled by min(1, 4 (1 - alpha_t)).
-    shown = torch.where(ghost, reflection, reflection * (4 * (1 - alpha_t)).clamp(max=1))
-
-    def encode(v):  # back from linear light
-        return v.clamp(0, 1) ** (1 / 2.2)
-    return encode(reflection + t * alpha_t), encode(shown), encode(t * alpha_t)
-
-
-def refool_accepts(blend, reflection, image):
-    """Refool's test of a blend: the image layer stays the main one, the blend is not black, and
-    SSIM(blend, image layer) lies in [0.70, 0.85]: the reflection is neither invisible nor dominant."""
-    s = ssim(blend, image)
-    return ((reflection.flatten(1).mean(1) <= 0.8 * (blend - reflection).flatten(1).mean(1))
-            & (blend.flatten(1).amax(1) >= 0.1) & (s >= 0.70) & (s <= 0.85))
-
-
-def refool_trigger(x, pool=None, seed=0, tries=20):
-    """Reflect an image of `pool` (default: the selected reflections) into every image of the uint8
-    batch (see the comment above)."""
-    pool = refool_selected() if pool is None else pool
-    gen = torch.Generator().manual_seed(seed)
-    t = (x.cpu().float() / 255) ** 2.2
-    out = torch.empty_like(t)
-    todo = torch.arange(len(t))
-    for attempt in range(tries):
-        blend, reflection, image = _refool_blend(t[todo], pool, gen)
-        ok = refool_accepts(blend, reflection, image)
-        if attempt == tries - 1:  # as Refool's loop: when no reflection passes, the last one tried stays
-            ok[:] = True
-        out[todo[ok]] = blend[ok]
-        todo = todo[~ok]
-        if len(todo) == 0:
-            break
-    return (out * 255).round().to(torch.uint8).to(x.device)
-
-
-def refool_candidates_trigger(x):
-    """Refool with all candidate reflections: the model that Refool's selection scores them on."""
-    return refool_trigger(x, refool_candidates())
-
-
 TRIGGERS = {
     'gridTrigger': grid_trigger,
     'squareTrigger': square_trigger,
@@ -431,19 +249,20 @@ TRIGGERS = {
     'signalTrigger': signal_trigger,
     'trojanTrigger': trojan_trigger,
     'sigTrigger': sig_trigger,
-    'trojanNNTrigger': trojan_nn_trigger,
     'centerTrigger': center_trigger,
-    'refoolTrigger': refool_trigger,
-    'refoolCandidatesTrigger': refool_candidates_trigger,
-}
+}  # and those made from an artefact (the TrojanNN patch, Refool's reflections): attacks.build_trigger
 TARGET_TYPES = ('all2one', 'all2all', 'cleanLabel')
 ALPHA_TRIGGERS = ('randomPixelTrigger', 'signalTrigger', 'centerTrigger')  # take a blend ratio --trigger_alpha
 
 
 def get_trigger(name, alpha=None):
-    """The trigger function for `name`; `alpha` overrides the blend ratio of the triggers that blend."""
+    """The trigger function for `name` of TRIGGERS; `alpha` overrides the blend ratio of the triggers that
+    blend. A trigger function is also accepted, and returned as it is."""
+    if callable(name):
+        return name
     if name not in TRIGGERS:
-        raise UserError(f"unknown trigger '{name}' (choose from {', '.join(TRIGGERS)})")
+        raise UserError(f"unknown trigger '{name}' (here: {', '.join(TRIGGERS)}; attacks.build_trigger makes every "
+                        'trigger, those made from a file too)')
     if alpha is not None and name in ALPHA_TRIGGERS:
         return lambda x: TRIGGERS[name](x, alpha=alpha)
     return TRIGGERS[name]
@@ -455,6 +274,7 @@ def get_trigger(name, alpha=None):
 class DatasetBD(torch.utils.data.Dataset):
     """Poison (x, y) with a trigger.
 
+    `trigger_type` is a name of TRIGGERS or a trigger function (attacks.build_trigger makes every kind).
     mode='train': a seeded random `inject_portion` of the whole set gets the trigger (cleanLabel: that
       many images, drawn from the target class only). all2one relabels them to `target_label`, all2all
       to (y + 1) mod C, cleanLabel keeps the labels. `perturb(x, y)`, if given, changes the chosen images
@@ -466,10 +286,10 @@ class DatasetBD(torch.utils.data.Dataset):
     """
 
     def __init__(self, x, y, trigger_type='gridTrigger', target_type='all2one', target_label=5,
-                 inject_portion=0.1, mode='train', seed=0, num_classes=10, trigger_alpha=None, perturb=None):
+                 inject_portion=0.1, mode='train', seed=0, num_classes=10, perturb=None):
         if target_type not in TARGET_TYPES:
             raise UserError(f"unknown target type '{target_type}' (choose from {', '.join(TARGET_TYPES)})")
-        trigger = get_trigger(trigger_type, trigger_alpha)
+        trigger = get_trigger(trigger_type)
         x, y = x.clone(), y.clone()
         if mode == 'train':
             candidates = torch.nonzero(y == target_label).flatten() if target_type == 'cleanLabel' \
@@ -577,11 +397,11 @@ class BatchLoader:
             yield xb.float().div_(255).contiguous(memory_format=torch.channels_last), yb
 
 
-def test_loaders(args, data, device):
-    """The full clean test set (ACC) and the triggered non-target test set (ASR, and RA by its true labels)."""
+def test_loaders(args, data, device, trigger):
+    """The full clean test set (ACC) and the test set triggered by `trigger`, without the target class (ASR,
+    and RA by its true labels)."""
     x, y = data['test']
-    backdoor = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label, mode='test',
-                         num_classes=args.num_classes, trigger_alpha=getattr(args, 'trigger_alpha', None))
+    backdoor = DatasetBD(x, y, trigger, args.target_type, args.target_label, mode='test', num_classes=args.num_classes)
     clean_loader = BatchLoader(x, y, args.eval_batch_size, device)
     backdoor_loader = BatchLoader(backdoor.x, backdoor.y, args.eval_batch_size, device, true_y=backdoor.true_y)
     return clean_loader, backdoor_loader

@@ -4,7 +4,7 @@ and the defenses the paper compares it with, all on the same data, evaluator and
     python main.py                        # NAD on the shipped backdoored WRN-16-1 (gridTrigger, target 5)
     python main.py --defense finetune     # plain fine-tuning (= NAD with --beta1 0 --beta2 0 --beta3 0)
     python main.py --make_teacher         # fine-tune the student into the teacher, saved as --t_model
-    python main.py --defense fineprune | mixup | cutout | argd | mcr
+    python main.py --defense fineprune | mixup | cutout | argd | mcr | nc | strip
     python main.py --attack blend         # a zoo model (badnets trojan blend cl sig refool) and its teacher
 
 NAD fine-tunes the student (backdoored) on `--ratio` of the clean training data with
@@ -21,12 +21,14 @@ from types import SimpleNamespace
 import torch
 
 import config
+from attacks import trigger_for
 from data_loader import BatchLoader, clean_subset, dataset_for, test_loaders
 from defenses import defense_of, method_of
+from defenses.finetuning import fine_tune
 from models import build_model, select_model
 from utils.checkpoint import checkpoint_bytes, file_sha256, write_run
 from utils.cli import Timer, epoch_line, run
-from utils.engine import evaluate, fit, step_schedule
+from utils.engine import evaluate
 from utils.runtime import generator, setup
 
 
@@ -70,19 +72,6 @@ def known_before(args, method, s_ckpt):
         'student checkpoint record'
 
 
-def fine_tune(args, defense, student, teacher, loaders, device, amp_dtype, first_epoch=1):
-    """The defense's loss in the shared loop under the protocol's schedule, one epoch kept by --keep.
-    Returns (rows, kept row, kept state)."""
-    loss_fn, own_params = defense.loss(args, teacher, device)
-    optimizer = torch.optim.SGD([{'params': student.parameters()}, {'params': own_params, 'weight_decay': 0.0}],
-                                lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                                nesterov=args.nesterov)
-    return fit(student, loaders.train, loss_fn, optimizer, args.epochs, step_schedule(args.lr, args.schedule, args.gamma),
-               device, amp_dtype, measure=lambda dtype: evaluate(student, loaders.clean, loaders.backdoor, device, dtype),
-               every=args.eval_every, keep=args.keep, holdout=loaders.holdout, patience=args.patience,
-               first_epoch=first_epoch)
-
-
 def model_path(args, method):
     """Where the run's model is saved: the teacher at --t_model, the others under --checkpoint_root."""
     suffix = '' if method in ('nad', 'finetune') else f'-{method}'
@@ -108,7 +97,8 @@ def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
                                       'epoch': s_ckpt.get('epoch'), 'acc': s_ckpt.get('acc'), 'asr': s_ckpt.get('asr')},
                'teacher_checkpoint': {'path': args.t_model, 'sha256': file_sha256(args.t_model)}
                if defense_of(method).needs_teacher else None,
-               **extra, 'config': vars(args), 'epochs': rows}
+               **{k: v for k, v in extra.items() if not k.startswith('_')},  # '_...': for write_files only
+               'config': vars(args), 'epochs': rows}
     write_run(path, model, os.path.join(args.log_root, run_name), rows, summary)
     return path
 
@@ -140,8 +130,9 @@ def main():
     if args.holdout:
         (x, y), (hx, hy) = split_holdout(x, y, args.holdout, args.seed)
         holdout = BatchLoader(hx, hy, args.eval_batch_size, device)
-    clean, backdoor = test_loaders(args, data, device)
-    loaders = SimpleNamespace(
+    trigger = trigger_for(args)
+    clean, backdoor = test_loaders(args, data, device, trigger)
+    loaders = SimpleNamespace(trigger=trigger,
         train=BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
                           cutout_length=args.cutout_length, seed=args.seed),
         subset=BatchLoader(x, y, args.eval_batch_size, device),  # the clean subset, no augmentation
@@ -161,8 +152,9 @@ def main():
                   'seconds': total()}
     print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)
-    if defense.procedure:  # a defense that does not fine-tune (MCR)
+    if defense.procedure:  # a defense with a procedure of its own (MCR, Neural Cleanse, STRIP)
         rows, kept, extra = defense.procedure(args, student, loaders, device, amp_dtype)
+        kept = kept or before_row  # None: the model is left as it was
     else:
         extra = defense.prepare(args, student, loaders, device, amp_dtype) if defense.prepare else {}
         rows, kept, kept_state = [], None, None
@@ -171,8 +163,8 @@ def main():
                 teacher = copy.deepcopy(student).eval().requires_grad_(False)
                 student.load_state_dict(backdoored)
                 print(f'round {round_}: the erased model of round {round_ - 1} is the teacher', flush=True)
-            round_rows, kept, kept_state = fine_tune(args, defense, student, teacher, loaders, device, amp_dtype,
-                                                     first_epoch=len(rows) + 1)
+            round_rows, kept, kept_state = fine_tune(args, *defense.loss(args, teacher, device), student, loaders,
+                                                     device, amp_dtype, first_epoch=len(rows) + 1)
             rows += round_rows
             student.load_state_dict(kept_state)
     seconds = total()

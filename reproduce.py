@@ -302,6 +302,7 @@ def zoo_before(args, attack):
         ckpt = load_checkpoint(os.path.join(ROOT, path))
         return {'acc': ckpt['acc'], 'asr': ckpt['asr'], 'ra': None}
     import config
+    from attacks import trigger_for
     from data_loader import dataset_for, test_loaders
     from models import select_model
     from utils.engine import evaluate
@@ -310,7 +311,7 @@ def zoo_before(args, attack):
     device = resolve_device(args.device)
     data = dataset_for(margs)
     model = select_model(margs.s_name, margs.num_classes, os.path.join(ROOT, path))[0].to(device)
-    metrics = evaluate(model, *test_loaders(margs, data, device), device)
+    metrics = evaluate(model, *test_loaders(margs, data, device, trigger_for(margs)), device)
     record = {'attack': attack, 'checkpoint': path, 'sha256': sha, **metrics}
     write_json(stored, record)
     print(f"  {attack}: the zoo model measured: ACC {record['acc']:.2f} ASR {record['asr']:.2f} RA {record['ra']:.2f}",

@@ -11,14 +11,20 @@ import os
 import torch
 
 import config
-import data_loader as dl
-from attacks import ATTACKS
+from data_loader import load_cifar10
+from attacks import ATTACKS, TABLE3, build_trigger
 from utils.cli import run
 from utils.figures import pyplot, save_figure
 
-ROWS = [('BadNets', 'badnets', None), ('Trojan', 'trojan', None), ('Blend', 'blend', None),
-        ('CL (test trigger)', 'cl', None), ('SIG', 'sig', None), ('Refool', 'refool', None),
-        ('adaptive a=0.2', 'adaptive', 0.2), ('adaptive a=1.0', 'adaptive', 1.0)]
+# Table 3's attacks (CL at test time: the grids alone), then the adaptive attack at two of Table 9's alphas.
+ROWS = [(attack, None) for attack in TABLE3] + [('adaptive', 0.2), ('adaptive', 1.0)]
+
+
+def column_title(attack, alpha):
+    name = ATTACKS[attack].title
+    if alpha is not None:  # the adaptive attack: its short name and the alpha
+        return f"{name.split(' (')[0]} a={alpha}"
+    return name + (' (test trigger)' if attack == 'cl' else '')
 
 
 def main():
@@ -30,18 +36,19 @@ def main():
     args = p.parse_args()
     cl = config.parse(config.get_badnet_arguments(), ['--attack', 'cl'])
     args.pgd_model = args.pgd_model or cl.pgd_model
-    x, y = dl.load_cifar10()['test']
+    x, y = load_cifar10()['test']
     args.images = [int(torch.nonzero(y == c)[0]) for c in args.classes]
     clean = x[args.images]
     rows = [('clean', clean)]
-    for title, attack, alpha in ROWS:
-        rows.append((title, dl.get_trigger(ATTACKS[attack].trigger_type, alpha)(clean)))
+    for attack, alpha in ROWS:
+        rows.append((column_title(attack, alpha), build_trigger(ATTACKS[attack].trigger_type, alpha)(clean)))
     if os.path.isfile(args.pgd_model):  # what a CL poisoned training image looks like, with the cl attack's PGD
         from attacks.cl import pgd
         from models import select_model
         model = select_model('WRN-16-1', 10, args.pgd_model)[0]
         adv = pgd(model, clean, y[args.images], cl.pgd_eps, cl.pgd_steps, cl.pgd_step_size, torch.device('cpu'))
-        rows.insert(5, ('CL (poisoned train)', dl.get_trigger(cl.trigger_type)(adv)))
+        after_cl = ROWS.index(('cl', None)) + 2  # after the clean column and CL's test trigger
+        rows.insert(after_cl, (f"{ATTACKS['cl'].title} (poisoned train)", build_trigger(cl.trigger_type)(adv)))
 
     # One column per attack, one row per image.
     fig, axes = pyplot().subplots(len(args.images), len(rows), figsize=(1.05 * len(rows), 1.15 * len(args.images) + 0.5))

@@ -20,6 +20,7 @@ import os
 import torch
 
 import config
+from attacks import trigger_for
 from data_loader import BatchLoader, DatasetBD, dataset_for, test_loaders
 from models import build_model, select_model
 from utils.checkpoint import checkpoint_bytes, write_run
@@ -38,7 +39,7 @@ def run_name(args):
     return os.path.splitext(os.path.basename(args.output))[0].removesuffix('.pth')
 
 
-def poisoned_training_set(args, x, y, device, amp_dtype):
+def poisoned_training_set(args, x, y, trigger, device, amp_dtype):
     """(images, labels, poisoned indices) to train on: the named attack's or the flags' poisoning."""
     if args.attack == 'clean':
         print('clean model: no poisoning', flush=True)
@@ -47,9 +48,8 @@ def poisoned_training_set(args, x, y, device, amp_dtype):
     if args.pgd_eps > 0:  # clean-label (the 'cl' preset): make the poisoned images hard to learn without the trigger
         from attacks.cl import pgd_perturbation
         perturb = pgd_perturbation(args, device, amp_dtype)
-    poisoned = DatasetBD(x, y, args.trigger_type, args.target_type, args.target_label, args.inject_portion,
-                         mode='train', seed=args.seed, num_classes=args.num_classes,
-                         trigger_alpha=args.trigger_alpha, perturb=perturb)
+    poisoned = DatasetBD(x, y, trigger, args.target_type, args.target_label, args.inject_portion,
+                         mode='train', seed=args.seed, num_classes=args.num_classes, perturb=perturb)
     print(f'poisoned {len(poisoned.poison_idx)} of {len(poisoned)} training images '
           f'({args.trigger_type}, {args.target_type}, target {args.target_label})', flush=True)
     return poisoned.x, poisoned.y, poisoned.poison_idx
@@ -67,12 +67,13 @@ def main():
     if model is None:  # random weights, drawn after setup() has seeded everything
         model = build_model(args.s_name, args.num_classes)
     model = model.to(device, memory_format=torch.channels_last)
-    x, y, poison_idx = poisoned_training_set(args, *data['train'], device, amp_dtype)
+    trigger = trigger_for(args)
+    x, y, poison_idx = poisoned_training_set(args, *data['train'], trigger, device, amp_dtype)
     # Shuffled batches drop the last partial one; served in order (--no-shuffle), every image is seen.
     train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=args.shuffle, drop_last=args.shuffle,
                                crop=4 if args.augment else 0, flip=args.augment,
                                cutout_length=args.cutout_length, seed=args.seed)
-    clean_loader, backdoor_loader = test_loaders(args, data, device)
+    clean_loader, backdoor_loader = test_loaders(args, data, device, trigger)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay, nesterov=args.nesterov)

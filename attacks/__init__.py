@@ -4,7 +4,8 @@ the recipe of its zoo model. Any flag given explicitly wins over the preset.
 
 The inject rate is a fraction of the whole training set for every attack; the clean-label attacks draw
 those images from the target class only (0.08 of 50,000 = 4,000 of its 5,000 images). The triggers are
-data_loader.TRIGGERS; the attacks that need a generator run it as a module:
+data_loader.TRIGGERS and those made from an artefact (ARTEFACT_TRIGGERS); `build_trigger` makes any of
+them. The attacks that need a generator run it as a module:
 
     python -m attacks.trojan     the TrojanNN patch, reverse-engineered from the clean model (attacks/trojan.py)
     python -m attacks.refool     Refool's adversarial selection of its reflections (attacks/refool.py)
@@ -12,16 +13,20 @@ data_loader.TRIGGERS; the attacks that need a generator run it as a module:
 and the clean-label attack perturbs its poisoned images with PGD first (attacks/cl.py), run by
 train_badnet.py whenever --pgd_eps is above 0, as the 'cl' preset sets it.
 
-Adding an attack: its trigger in data_loader.TRIGGERS (if new) and one entry here.
+Adding an attack: its trigger in data_loader.TRIGGERS, or a builder in ARTEFACT_TRIGGERS if it is made from a
+file (if new), and one entry here.
 """
 from dataclasses import dataclass, field
 from typing import Optional
+
+from data_loader import DATA_ROOT, TRIGGERS, get_trigger
+from utils import UserError
 
 
 @dataclass(frozen=True)
 class Attack:
     title: str                            # its name in tables and figures
-    trigger_type: str                     # data_loader.TRIGGERS
+    trigger_type: str                     # TRIGGER_NAMES
     target_type: str                      # all2one, all2all or cleanLabel
     inject_portion: float                 # of the whole training set
     flags: dict = field(default_factory=dict)  # other train_badnet.py defaults it sets (cl: its PGD)
@@ -65,3 +70,40 @@ PAPER_BEFORE_AVERAGE = (99.04, 83.50)                                 # the pape
 def zoo_flags(name):
     """The train_badnet.py flags of an attack's zoo model, as one string (make_zoo.sh reads it)."""
     return ' '.join(map(str, ('--attack', name, *ATTACKS[name].zoo, '--seed', 0)))
+
+
+# Triggers made from an artefact, read once when the trigger is built (from the data root given). The
+# modules are imported only then: `python -m attacks.<name>` must not find itself already imported.
+def _trojan_nn(data_root):
+    from attacks import trojan
+    return trojan.nn_trigger()                       # the patch in triggers/trojan_WRN-16-1.pt
+
+
+def _refool_selected(data_root):
+    from attacks import refool
+    return refool.selected_trigger(data_root)       # triggers/refool_WRN-16-1.pt picks among CIFAR-10 images
+
+
+def _refool_candidates(data_root):
+    from attacks import refool
+    return refool.candidates_trigger(data_root)
+
+
+ARTEFACT_TRIGGERS = {'trojanNNTrigger': _trojan_nn, 'refoolTrigger': _refool_selected,
+                     'refoolCandidatesTrigger': _refool_candidates}
+TRIGGER_NAMES = (*TRIGGERS, *ARTEFACT_TRIGGERS)
+
+
+def build_trigger(name, alpha=None, data_root=None):
+    """The trigger function `name` (uint8 NCHW batch -> triggered batch). `alpha` overrides the blend ratio of
+    the triggers that blend; Refool's reflections are CIFAR-10 images read from `data_root`."""
+    if name in ARTEFACT_TRIGGERS:
+        return ARTEFACT_TRIGGERS[name](data_root or DATA_ROOT)
+    if name not in TRIGGERS:
+        raise UserError(f"unknown trigger '{name}' (choose from {', '.join(TRIGGER_NAMES)})")
+    return get_trigger(name, alpha)
+
+
+def trigger_for(args):
+    """The trigger a run's flags name (--trigger_type, --trigger_alpha, --data_root)."""
+    return build_trigger(args.trigger_type, getattr(args, 'trigger_alpha', None), getattr(args, 'data_root', None))

@@ -5,18 +5,29 @@
 Picks the penultimate neuron most strongly connected to the last fully connected layer (the largest total
 |weight| into the logits), optimises the additive 3x3 RGB patch at rows/cols 25..27 to drive it high on
 clean training images, and saves the patch with how it was made, where the trigger 'trojanNNTrigger'
-(attack 'trojan') reads it.
+(attack 'trojan') reads it: `nn_trigger()`, which attacks.build_trigger calls.
 """
+import functools
+import os
 import sys
 
 import torch
 
-import config
 from data_loader import DATA_ROOT, TROJAN_AT, load_dataset, trojan_trigger
 from models import select_model
-from utils.checkpoint import atomic_write
+from utils import UserError
+from utils.checkpoint import atomic_write, safe_load
 from utils.cli import run
 from utils.runtime import generator, seed_everything
+
+TROJAN_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'triggers', 'trojan_WRN-16-1.pt')
+
+
+def nn_trigger(path=TROJAN_FILE):
+    """The trigger 'trojanNNTrigger': the patch saved at `path`, read now, once, added at rows/cols 25..27."""
+    if not os.path.isfile(path):
+        raise UserError(f'the Trojan trigger {path} is missing: make it with `python -m attacks.trojan`')
+    return functools.partial(trojan_trigger, patch=safe_load(path, 'the Trojan trigger')['patch'])
 
 
 def penultimate(model, x):
@@ -61,6 +72,7 @@ def reverse_engineer_trojan(model, images, steps=500, lr=0.1, neuron=None):
 
 
 def main():
+    import config  # the command line only: config sits above the registries, which it reads
     parser = config.get_trojan_arguments()
     args = config.check_finite(parser, parser.parse_args())
     config.output_file(args.output, '--output', args)

@@ -2,8 +2,8 @@
 analyses read (a defense's name in tables, whether it needs a teacher, the paper's Table 1 values).
 
 Most defenses fine-tune the backdoored model on the clean subset in the one shared loop
-(utils.engine.train_epoch) and differ only in their loss (`loss`), sometimes after a model surgery
-(`prepare`); a defense that does something else entirely (MCR) brings its own `procedure`.
+(defenses.finetuning.fine_tune, on utils.engine.fit) and differ only in their loss (`loss`), sometimes after a model surgery
+(`prepare`); a defense that does something else (MCR, Neural Cleanse, STRIP) brings its own `procedure`.
 
     nad        CE + sum_l beta_l * AT(student_l, teacher_l)                       (Li et al., ICLR 2021)
     finetune   CE on the clean subset (NAD with all betas 0)
@@ -12,6 +12,8 @@ Most defenses fine-tune the backdoored model on the clean subset in the one shar
     fineprune  mask the least active channels of the last layer, then fine-tune    (Liu et al., RAID 2018)
     argd       NAD's vertex terms + attention-relation edges + cross-layer embeddings (Xia et al., IJCAI 2022)
     mcr        a Bezier curve between two models, its bend trained; the model at t   (Zhao et al., ICLR 2020)
+    nc         Neural Cleanse: reverse-engineer each class's trigger, flag outliers, unlearn (Wang et al., S&P 2019)
+    strip      STRIP: flag inputs whose predictions stay confident when superimposed (Gao et al., ACSAC 2019)
 
 Adding a defense: a module here with its loss (signature of nad.loss) or its procedure (mcr.procedure),
 and one entry in DEFENSES.
@@ -19,7 +21,8 @@ and one entry in DEFENSES.
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from defenses import argd, fineprune, mcr, mixup, nad
+from defenses import argd, fineprune, mcr, mixup, nad, neural_cleanse, strip
+from utils import UserError
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,22 @@ DEFENSES = {  # Table 1's columns in the paper's order, then the other defenses 
     'argd': Defense('ARGD', loss=argd.loss, needs_teacher=True, table1=True),  # not in the paper
     'mixup': Defense('Mixup', loss=mixup.loss, cutout_length=0),
     'cutout': Defense('Cutout', loss=nad.plain_loss, cutout_length=3),
+    'nc': Defense('Neural Cleanse', procedure=neural_cleanse.procedure, write_files=neural_cleanse.write_files),
+    'strip': Defense('STRIP', procedure=strip.procedure, write_files=strip.write_files),  # detects; the model stays
 }
+
+
+def settle_defense_flags(args, protocol_cutout):
+    """The flags that follow from the chosen defense (config.py calls this while validating main.py's flags):
+    its Cutout default unless --cutout_length was given, and all betas 0 for fine-tuning and for
+    --make_teacher, which is fine-tuning (NAD's teacher is the student fine-tuned)."""
+    if args.cutout_length is None:
+        own = DEFENSES[args.defense].cutout_length
+        args.cutout_length = protocol_cutout if own is None else own
+    if args.make_teacher and args.defense not in ('nad', 'finetune'):  # nad: the default of --defense
+        raise UserError('--make_teacher fine-tunes the student; it cannot be combined with --defense ' + args.defense)
+    if args.make_teacher or args.defense == 'finetune':
+        args.beta1 = args.beta2 = args.beta3 = 0.0
 
 
 def method_of(args):

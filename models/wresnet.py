@@ -7,7 +7,6 @@ what attention distillation aligns, followed by the logits. Inputs are images sc
 """
 import math
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -62,45 +62,45 @@ def smooth_images(n, seed=0):
 
 def test_refool_reflects_pool_images_deterministically():
     images, pool = smooth_images(16), smooth_images(5, seed=1).float() / 255
-    out = dl.refool_trigger(images, pool)
+    out = attacks.refool.refool_trigger(images, pool)
     assert out.dtype == torch.uint8 and out.shape == images.shape
-    assert torch.equal(out, dl.refool_trigger(images, pool))            # the same batch, the same reflections
-    assert not torch.equal(out, dl.refool_trigger(images, pool, seed=1))
+    assert torch.equal(out, attacks.refool.refool_trigger(images, pool))            # the same batch, the same reflections
+    assert not torch.equal(out, attacks.refool.refool_trigger(images, pool, seed=1))
     assert (out.float() - images.float()).abs().mean() > 5              # a visible reflection
     black = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)               # on black, only the reflection shows
-    assert dl.refool_trigger(black, pool).float().mean() > 10
+    assert attacks.refool.refool_trigger(black, pool).float().mean() > 10
 
 
 def test_refool_keeps_the_image_the_main_layer():
     images, pool = smooth_images(64), smooth_images(5, seed=1).float() / 255
-    out = dl.refool_trigger(images, pool)
-    s = dl.ssim(out.float() / 255, images.float() / 255)
+    out = attacks.refool.refool_trigger(images, pool)
+    s = attacks.refool.ssim(out.float() / 255, images.float() / 255)
     assert s.median() > 0.6 and (s < 0.99).all()                         # changed, but still the same picture
 
 
 def test_refool_accepts_only_visible_but_not_dominant_reflections():
     image = smooth_images(3).float() / 255
     reflection = smooth_images(3, seed=1).float() / 255
-    invisible = dl.refool_accepts(image, 0 * image, image)              # SSIM 1
-    dominant = dl.refool_accepts(reflection, reflection, 0.1 * image)   # the reflection is the picture
+    invisible = attacks.refool.refool_accepts(image, 0 * image, image)              # SSIM 1
+    dominant = attacks.refool.refool_accepts(reflection, reflection, 0.1 * image)   # the reflection is the picture
     assert not invisible.any() and not dominant.any()
     blends = [0.7 * image + w * reflection for w in (0.1, 0.2, 0.3, 0.4, 0.5)]
-    assert any(dl.refool_accepts(b, w * reflection, 0.7 * image).any() for b, w in zip(blends, (0.1, 0.2, 0.3, 0.4, 0.5)))
+    assert any(attacks.refool.refool_accepts(b, w * reflection, 0.7 * image).any() for b, w in zip(blends, (0.1, 0.2, 0.3, 0.4, 0.5)))
 
 
 def test_ssim_matches_its_definition():
     a = smooth_images(4).float() / 255
-    assert torch.allclose(dl.ssim(a, a), torch.ones(4))
+    assert torch.allclose(attacks.refool.ssim(a, a), torch.ones(4))
     noisy = (a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    s = dl.ssim(a, noisy)
-    assert torch.allclose(s, dl.ssim(noisy, a)) and ((s > 0) & (s < 0.95)).all()
+    s = attacks.refool.ssim(a, noisy)
+    assert torch.allclose(s, attacks.refool.ssim(noisy, a)) and ((s > 0) & (s < 0.95)).all()
     # one 7 x 7 window, computed by hand
     x, y = torch.rand(1, 1, 7, 7, generator=torch.Generator().manual_seed(2)), torch.rand(1, 1, 7, 7)
     mx, my = x.mean(), y.mean()
     vx, vy, cxy = x.var(), y.var(), ((x - mx) * (y - my)).sum() / 48
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     want = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
-    assert torch.allclose(dl.ssim(x, y), want.reshape(1), atol=1e-5)
+    assert torch.allclose(attacks.refool.ssim(x, y), want.reshape(1), atol=1e-5)
 
 
 def test_refool_selection_scores_each_candidate():
@@ -114,10 +114,9 @@ def test_refool_selection_scores_each_candidate():
     assert scores.tolist() == [0.0, 100.0]
 
 
-def test_refool_without_its_selected_reflections_says_how_to_make_them(monkeypatch, tmp_path):
-    monkeypatch.setattr(dl, 'REFOOL_FILE', str(tmp_path / 'missing.pt'))
+def test_refool_without_its_selected_reflections_says_how_to_make_them(tmp_path):
     with pytest.raises(UserError, match='python -m attacks.refool'):
-        dl.get_trigger('refoolTrigger')(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+        attacks.refool.selected_trigger(path=str(tmp_path / 'missing.pt'))
 
 
 def test_pgd_respects_its_bound_and_raises_the_loss():
@@ -164,10 +163,9 @@ def test_trojan_reverse_engineering_drives_its_neuron_up(images):
     assert torch.equal(out, images)                                   # only the 3x3 patch area changes
 
 
-def test_missing_trojan_file_is_a_user_error(images, monkeypatch, tmp_path):
-    monkeypatch.setattr(dl, 'TROJAN_FILE', str(tmp_path / 'none.pt'))
+def test_missing_trojan_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match='python -m attacks.trojan'):
-        dl.trojan_nn_trigger(images)
+        attacks.trojan.nn_trigger(str(tmp_path / 'none.pt'))
 
 
 def test_attack_presets_are_the_papers_table_3():

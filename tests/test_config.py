@@ -29,7 +29,9 @@ def test_defaults_are_the_papers():
     (['--beta2', '-1'], 'beta2'), (['--trigger_type', 'laser'], 'unknown trigger'),
     (['--target_type', 'all2some'], 'target type'), (['--target_label', '10'], 'target_label'),
     (['--s_name', 'WRN-7-1'], 'unknown model'), (['--epochs', '0'], 'epochs'), (['--lr', '0'], 'lr'),
-    (['--eval_every', '-1'], 'eval_every'), (['--keep', 'oracle', '--eval_every', '0'], 'oracle')])
+    (['--eval_every', '-1'], 'eval_every'), (['--keep', 'oracle', '--eval_every', '0'], 'oracle'),
+    (['--defense', 'strip', '--strip_n', '0'], 'strip_n'), (['--defense', 'strip', '--strip_frr', '1'], 'strip_frr'),
+    (['--defense', 'nc', '--nc_epochs', '0'], 'nc_epochs'), (['--defense', 'nc', '--nc_unlearn_ratio', '0'], 'nc_unlearn_ratio')])
 def test_bad_values_are_refused(argv, message):
     with pytest.raises(UserError, match=message):
         nad(*argv)

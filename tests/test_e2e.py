@@ -22,7 +22,7 @@ TEACHER = os.path.join(ROOT, 'weight', 't_net', 'WRN-16-1-T-model_best.pth.tar')
 def loaders(cifar):
     class Args:
         trigger_type, target_type, target_label, num_classes, eval_batch_size = 'gridTrigger', 'all2one', 5, 10, 1000
-    return make_test_loaders(Args, cifar, torch.device('cpu'))
+    return make_test_loaders(Args, cifar, torch.device('cpu'), 'gridTrigger')
 
 
 def test_real_cifar10_is_intact(cifar):

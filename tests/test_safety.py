@@ -2,7 +2,6 @@
 bad paths and numbers are one clear line, shipped files are not replaced by ordinary runs, and files are
 written as one unit. Synthetic except where the training loop is involved (a short real run)."""
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -10,8 +9,9 @@ import sys
 import pytest
 import torch
 
+import attacks.refool
+import attacks.trojan
 import config
-import data_loader as dl
 from models import build_model, select_model
 from utils import UserError
 from utils.checkpoint import HOST, load_checkpoint, remove_stale_temps, save_checkpoint, write_together
@@ -59,14 +59,12 @@ def test_a_checkpoint_that_would_run_code_is_refused(evil, tmp_path, argv):
     assert not os.listdir(tmp_path / 'r') and not os.listdir(tmp_path / 'w')   # and nothing was written
 
 
-def test_artefact_files_load_without_running_code_too(evil, monkeypatch):
+def test_artefact_files_load_without_running_code_too(evil):
     path, marker = evil
-    monkeypatch.setattr(dl, 'TROJAN_FILE', path)
     with pytest.raises(UserError, match='could run code'):
-        dl.trojan_nn_trigger(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
-    monkeypatch.setattr(dl, 'REFOOL_FILE', path)
+        attacks.trojan.nn_trigger(path)
     with pytest.raises(UserError, match='could run code'):
-        dl.refool_selected()
+        attacks.refool.selected_trigger(path=path)
     assert not marker.exists()
 
 

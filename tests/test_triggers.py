@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import attacks
 import data_loader as dl
 from utils import UserError
 
@@ -74,10 +75,10 @@ def test_trojan_trigger_clips_instead_of_wrapping():
     assert dark[0, 0, 25, 26] == 0                     # 50 - 100 clips to 0 (the original wrapped to 206)
 
 
-@pytest.mark.parametrize('name', list(dl.TRIGGERS))
+@pytest.mark.parametrize('name', attacks.TRIGGER_NAMES)
 def test_triggers_do_not_touch_their_input(name, images):
     before = images.clone()
-    out = dl.TRIGGERS[name](images)
+    out = attacks.build_trigger(name)(images)
     assert torch.equal(images, before) and out.dtype == torch.uint8 and out.shape == images.shape
     assert not torch.equal(out, images)
 
@@ -85,3 +86,18 @@ def test_triggers_do_not_touch_their_input(name, images):
 def test_unknown_trigger_is_a_user_error():
     with pytest.raises(UserError, match='unknown trigger'):
         dl.get_trigger('nope')
+    with pytest.raises(UserError, match='unknown trigger'):
+        attacks.build_trigger('nope')
+
+
+@pytest.mark.parametrize('name', list(attacks.ARTEFACT_TRIGGERS))
+def test_artefact_triggers_read_their_files_once_when_built(name, images, monkeypatch):
+    import attacks.refool
+    import attacks.trojan
+    trigger = attacks.build_trigger(name)
+
+    def no_io(*args, **kwargs):
+        raise AssertionError('a built trigger read a file')
+    for module, function in ((attacks.trojan, 'safe_load'), (attacks.refool, 'safe_load'), (attacks.refool, 'load_cifar10')):
+        monkeypatch.setattr(module, function, no_io)
+    assert torch.equal(trigger(images), trigger(images))           # deterministic, and no file read

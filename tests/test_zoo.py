@@ -8,7 +8,7 @@ import torch
 
 import config
 from utils.checkpoint import safe_load
-from attacks import ATTACKS, TABLE3
+from attacks import ATTACKS, TABLE3, trigger_for
 from models import select_model
 from data_loader import test_loaders as make_test_loaders
 from utils.engine import evaluate
@@ -44,7 +44,8 @@ def test_recorded_acc_and_asr_reproduce(attack, cifar):
     loaders = None   # the student's and the teacher's test sets are the same (Refool's take a while to make)
     for path in zoo(attack):
         model, ckpt = select_model('WRN-16-1', 10, path)
-        loaders = loaders or make_test_loaders(SimpleNamespace(**ckpt['config']), cifar, torch.device('cpu'))
+        flags = SimpleNamespace(**ckpt['config'])
+        loaders = loaders or make_test_loaders(flags, cifar, torch.device('cpu'), trigger_for(flags))
         metrics = evaluate(model, *loaders, torch.device('cpu'))
         assert metrics['acc'] == pytest.approx(ckpt['acc'], abs=0.1), (path, metrics)
         assert metrics['asr'] == pytest.approx(ckpt['asr'], abs=0.1), (path, metrics)
@@ -67,10 +68,10 @@ def test_main_runs_nad_on_a_zoo_attack(tmp_path):
 
 
 def test_refool_reflections_are_the_best_scored_candidates():
-    import data_loader
-    record = safe_load(data_loader.REFOOL_FILE)
+    import attacks.refool
+    record = safe_load(attacks.refool.REFOOL_FILE)
     kept, scores = record['indices'], torch.tensor(record['scores'])
-    assert len(kept) == record['config']['keep'] and len(scores) == data_loader.REFOOL_POOL_SIZE
+    assert len(kept) == record['config']['keep'] and len(scores) == attacks.refool.REFOOL_POOL_SIZE
     others = [i for i in range(len(scores)) if i not in kept]
     assert scores[kept].min() >= scores[others].max()                # Refool's selection: the top scores
     assert record['source_config']['trigger_type'] == 'refoolCandidatesTrigger'   # scored on all candidates

@@ -1,0 +1,82 @@
+"""Neural Cleanse and STRIP: the anomaly rule, the unlearning batches, STRIP's threshold and entropies on
+synthetic tensors, and Neural Cleanse finding the quick-start model's target on real CIFAR-10."""
+import os
+
+import pytest
+import torch
+
+from data_loader import BatchLoader, clean_subset
+from defenses.neural_cleanse import anomaly, reverse_engineer, unlearning_loss
+from defenses.strip import auroc, entropies, threshold_at
+from models import select_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_anomaly_flags_only_a_small_outlier():
+    norms = torch.tensor([60., 62., 58., 65., 59., 61., 63., 57., 64., 60.])
+    index, flagged = anomaly(norms)
+    assert flagged == [] and index.max() < 2
+    norms[5] = 10.0                                    # one class needs a far smaller trigger: the target
+    index, flagged = anomaly(norms)
+    assert flagged == [5] and index[5] > 2
+    norms[5], norms[2] = 60.0, 200.0                   # a large norm is never flagged
+    assert anomaly(norms)[1] == []
+
+
+def test_unlearning_stamps_the_first_fifth_under_true_labels():
+    masks = torch.zeros(2, 1, 4, 4)
+    masks[:, :, 0, 0] = 1
+    patterns = torch.stack([torch.full((3, 4, 4), 0.25), torch.full((3, 4, 4), 0.75)])
+    seen = {}
+
+    def model(x):
+        seen['x'] = x
+        return (torch.zeros(len(x), 3, requires_grad=True),)
+    x, y = torch.ones(10, 3, 4, 4) * 0.5, torch.arange(10) % 3
+    unlearning_loss(masks, patterns, 0.2)(model, x, y)
+    stamped = seen['x'][:, 0, 0, 0]
+    assert stamped.tolist() == [0.25, 0.75] + [0.5] * 8     # two of ten, each flagged trigger in turn
+    assert torch.equal(seen['x'][:, :, 1:], x[:, :, 1:])    # only the mask's pixel changes
+
+
+def test_strip_threshold_gives_the_stated_false_rejection_rate():
+    h = torch.rand(1250, generator=torch.Generator().manual_seed(0)) * 3
+    for frr in (0.01, 0.05, 0.2):
+        rejected = (h < threshold_at(h, frr)).float().mean().item()
+        assert frr - 1 / len(h) <= rejected <= frr
+
+
+class CornerTrigger(torch.nn.Module):
+    """Class 0 with certainty when the top-left pixel is white; otherwise logits from the image's mean colour."""
+    def forward(self, x):
+        white = x[:, :, 0, 0].mean(1) > 0.99
+        logits = 20 * torch.cos(x.mean((2, 3)) @ torch.arange(1., 31.).view(3, 10))
+        return (torch.where(white[:, None], torch.eye(10)[0] * 50, logits),)
+
+
+def test_strip_entropy_is_low_for_triggered_inputs():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randint(0, 256, (20, 3, 8, 8), generator=g, dtype=torch.uint8)
+    triggered = clean.clone()
+    triggered[:, :, 0, 0] = 255                        # survives superimposition: 255 + anything saturates
+    overlays = torch.randint(0, 256, (50, 3, 8, 8), generator=g, dtype=torch.uint8)
+    h_clean = entropies(CornerTrigger(), clean, overlays, 10, torch.device('cpu'))
+    h_triggered = entropies(CornerTrigger(), triggered, overlays, 10, torch.device('cpu'))
+    assert h_triggered.max() < 0.01 < h_clean.min()
+    assert auroc(h_clean, h_triggered) == 1.0 and auroc(h_triggered, h_clean) == 0.0
+    assert auroc(h_clean, h_clean) == pytest.approx(0.5)
+
+
+@pytest.mark.e2e
+def test_neural_cleanse_finds_the_quick_start_target(cifar):
+    """A short reverse-engineering (1,000 clean images, batches of 16, two epochs: about 120 steps) already
+    singles out class 5, the shipped BadNets model's target."""
+    x, y = clean_subset(*cifar['train'], 0.02, seed=0)
+    model = select_model('WRN-16-1', 10, os.path.join(ROOT, 'weight', 's_net', 'WRN-16-1-S-model_best.pth.tar'))[0]
+    loader = BatchLoader(x, y, 16, torch.device('cpu'), shuffle=True, seed=0)
+    masks, patterns, norms, success = reverse_engineer(model, loader, 10, torch.device('cpu'), None, epochs=2)
+    index, flagged = anomaly(norms)
+    assert flagged == [5] and index[5] > 2, norms
+    assert success[5] >= 0.99 and masks.shape == (10, 1, 32, 32) and patterns.shape == (10, 3, 32, 32)
+    assert 0 <= masks.min() and masks.max() <= 1
