@@ -11,7 +11,7 @@ import os
 import tempfile
 
 from at import ATTENTIONS
-from attacks import ATTACKS, TRIGGER_NAMES
+from attacks import ATTACKS, TRIGGER_NAMES, check_trigger_name
 from data_loader import TARGET_TYPES
 from defenses import DEFENSES, defense_of, method_of, settle_defense_flags
 from models import build_model
@@ -363,8 +363,7 @@ def attack_defaults(attack, parser):
 
 def validate(args):
     """Raise UserError on the first bad value, naming it."""
-    if args.trigger_type not in TRIGGER_NAMES:
-        raise UserError(f"unknown trigger '{args.trigger_type}' (choose from {', '.join(TRIGGER_NAMES)})")
+    check_trigger_name(args.trigger_type)
     if args.target_type not in TARGET_TYPES:
         raise UserError(f"unknown target type '{args.target_type}' (choose from {', '.join(TARGET_TYPES)})")
     if args.num_classes is None:

@@ -94,13 +94,18 @@ ARTEFACT_TRIGGERS = {'trojanNNTrigger': _trojan_nn, 'refoolTrigger': _refool_sel
 TRIGGER_NAMES = (*TRIGGERS, *ARTEFACT_TRIGGERS)
 
 
+def check_trigger_name(name):
+    """A UserError unless `name` is a trigger (config checks the flags with it before any work)."""
+    if name not in TRIGGER_NAMES:
+        raise UserError(f"unknown trigger '{name}' (choose from {', '.join(TRIGGER_NAMES)})")
+
+
 def build_trigger(name, alpha=None, data_root=None):
     """The trigger function `name` (uint8 NCHW batch -> triggered batch). `alpha` overrides the blend ratio of
     the triggers that blend; Refool's reflections are CIFAR-10 images read from `data_root`."""
+    check_trigger_name(name)
     if name in ARTEFACT_TRIGGERS:
         return ARTEFACT_TRIGGERS[name](data_root or DATA_ROOT)
-    if name not in TRIGGERS:
-        raise UserError(f"unknown trigger '{name}' (choose from {', '.join(TRIGGER_NAMES)})")
     return get_trigger(name, alpha)
 
 

@@ -1,5 +1,6 @@
-"""The fine-tuning run that most defenses are (and Neural Cleanse's unlearning; not MCR or STRIP): a loss in the shared loop (utils.engine.fit) on the
-clean subset, under the protocol's optimiser and schedule, one epoch kept by --keep."""
+"""The fine-tuning run that most defenses are (and Neural Cleanse's unlearning; not MCR or STRIP): a loss
+in the shared loop (utils.engine.fit) on the clean subset, under the protocol's optimiser and schedule,
+one epoch kept by --keep."""
 import torch
 
 from utils.engine import evaluate, fit, step_schedule

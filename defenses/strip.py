@@ -16,7 +16,9 @@ import math
 import torch
 from tqdm import tqdm
 
+from data_loader import BatchLoader
 from utils.cli import Timer
+from utils.engine import predictions
 from utils.figures import pyplot, save_figure
 from utils.runtime import autocast, generator
 
@@ -38,18 +40,6 @@ def entropies(model, inputs, overlays, n, device, amp_dtype=None, seed=0, chunk=
         p = logits.float().softmax(-1)
         h = -(p * torch.log2(p.clamp(min=1e-12))).sum(-1)
         out.append(h.view(len(x), n).mean(1).cpu())
-    return torch.cat(out)
-
-
-@torch.inference_mode()
-def predicts(model, inputs, labels, device, amp_dtype=None, batch=500):
-    """Which of the uint8 inputs the model classifies as their `labels` (for triggered inputs: the target)."""
-    model.eval()
-    out = []
-    for i in range(0, len(inputs), batch):
-        with autocast(device, amp_dtype):
-            logits = model(inputs[i:i + batch].to(device).float().div_(255).contiguous(memory_format=torch.channels_last))[-1]
-        out.append(logits.argmax(-1).cpu() == labels[i:i + batch].cpu())
     return torch.cat(out)
 
 
@@ -82,7 +72,9 @@ def procedure(args, student, loaders, device, amp_dtype):
     clean_h = measure(loaders.clean.x[order(loaders.clean)])
     triggered_idx = order(loaders.backdoor)
     triggered_h = measure(loaders.backdoor.x[triggered_idx])
-    fooled = predicts(student, loaders.backdoor.x[triggered_idx], loaders.backdoor.y[triggered_idx], device, amp_dtype)
+    preds, targets = predictions(student, BatchLoader(loaders.backdoor.x[triggered_idx], loaders.backdoor.y[triggered_idx],
+                                                      args.eval_batch_size, device), device, amp_dtype)
+    fooled = (preds == targets).cpu()  # the triggered inputs the model sends to the target
     strip = {'n': args.strip_n, 'threshold': threshold, 'frr_target': args.strip_frr * 100,
              'frr_calibration': (calibration_h < threshold).float().mean().item() * 100,
              'frr': (clean_h < threshold).float().mean().item() * 100,
