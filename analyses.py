@@ -35,7 +35,7 @@ from attacks import ATTACKS, build_trigger
 from defenses import DEFENSES
 from data_loader import DATA_ROOT, DatasetBD, load_dataset
 from models import ARCHS, select_model
-from utils.checkpoint import write_csv
+from utils.files import write_csv
 from utils.figures import pyplot, save_figure
 
 RATIOS = (0.01, 0.05, 0.10, 0.15, 0.20)
@@ -194,13 +194,13 @@ def beta(args, runner):
     attack, seed, rows, picked = args.analysis_attack, args.seeds[0], [], None
     for b in BETAS:
         summary = nad_with_beta(runner, attack, seed, b)
-        if not summary:
-            continue
+        if not summary:  # the next beta only once this one is known (the rule may stop here)
+            break
         rows.append({'method': 'nad', 'beta': b, **after(summary)})
         if rows[-1]['acc'] < args.acc_threshold:
             break
         picked = b
-    if not rows:
+    if not rows or args.dry_run:
         return
     line_plot(args, f'beta_{attack}', rows, 'beta', 'beta (beta1 = beta / 2)', log_x=True)
     print(f'beta: picked {picked} (the largest tried whose ACC stays >= {args.acc_threshold}; '

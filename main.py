@@ -26,7 +26,8 @@ from data_loader import BatchLoader, clean_subset, dataset_for, test_loaders
 from defenses import defense_of, method_of
 from defenses.finetuning import fine_tune
 from models import build_model, select_model
-from utils.checkpoint import checkpoint_bytes, file_sha256, write_run
+from utils.checkpoint import checkpoint_bytes
+from utils.files import file_sha256, write_run
 from utils.cli import Timer, epoch_line, run
 from utils.engine import evaluate
 from utils.runtime import generator, setup

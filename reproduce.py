@@ -5,9 +5,10 @@
     python reproduce.py --attacks badnets blend --defenses finetune nad --seeds 0
     python reproduce.py --analysis curves attention            # see ANALYSES below
     python reproduce.py --analysis all                         # every analysis (hours on a 2-core CPU)
+    python reproduce.py --jobs 8                               # 8 runs at once (a GPU box); --launcher slurm
 
-Every run is one `python main.py ...` process (the command is printed first), filed as
-results/grid/<attack>_<defense>_<protocol>[_epochs<n>]_seed<seed>.json and .csv with the config that
+Every run is one `python main.py ...` process (the command is printed first) launched by runner.py,
+filed as results/grid/<attack>_<defense>_<protocol>[_epochs<n>]_seed<seed>.json, .csv and .log with the config that
 made it; the name carries every setting that changes the result. NAD's teacher is the attack's zoo model
 fine-tuned under the same protocol and seed (betas 0), made once and reused; it is also the fine-tuning
 cell. A run whose stored files are whole (digest, CSV fingerprint) and were made with the same flags
@@ -22,11 +23,9 @@ paper 100) and evaluates t = 0.3 only. On a 2-core AVX2 CPU (float32) a `code` p
 minutes (20 epochs), a `paper-lr0.01` one 1-2 minutes.
 """
 import argparse
-import hashlib
+import functools
 import json
 import os
-import subprocess
-import sys
 import time
 
 import attacks
@@ -35,11 +34,12 @@ from analyses import ANALYSES, mean_sd
 from attacks import TABLE1, TABLE3
 from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
 from utils import UserError
-from utils.checkpoint import atomic_write, file_sha256, load_checkpoint, write_csv, write_json
+from runner import (ROOT, Outcome, Run, add_arguments, check_launch_arguments, launch, report_failures, seal_result,
+                    stored_run)
+from utils.checkpoint import load_checkpoint
+from utils.files import atomic_write, file_sha256, write_csv, write_json
 from utils.cli import run
 
-# main.py runs here, and the checkpoint paths its summaries record are relative to this folder.
-ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFENSES = tuple(name for name, d in defenses.DEFENSES.items() if d.table1)  # Table 1's columns
 SEEDS = [0, 1, 2]
 # Table 1's rows (attacks.TABLE1): the paper's six Table 3 attacks, then Refool with poisoned labels, which
@@ -84,24 +84,55 @@ def get_arguments():
                    help='nad_beta analysis: NAD with beta2 = beta3 = this, beta1 = half (beta picked 5000 here)')
     p.add_argument('--results', default='./results', help='where tables, figures and results/grid go')
     p.add_argument('--models', default='./weight/erasing_net/reproduce', help='where erased models go')
-    p.add_argument('--dry_run', action='store_true', help='print the commands, run nothing')
+    p.add_argument('--dry_run', action='store_true', help='print the commands of the first runs, run nothing')
+    add_arguments(p)
     return p
 
 
 # --- one resumable run ---------------------------------------------------------------------------------
 
 class Runner:
-    """Runs main.py (or train_badnet.py) once per named setting, skipping runs whose stored result is
-    whole and was made with the same flags from the same student checkpoint."""
+    """Table 1's and the analyses' runs: names them, gives each distillation run its teacher, skips runs whose
+    stored result is whole and was made with the same flags from the same student checkpoint, and hands
+    the rest to runner.launch. `drive` calls the table or analysis until every run it asks for is stored:
+    each pass but the last is a dry run that plans the runs whose inputs exist (a run waits while a model
+    it reads is missing or being made: NAD for its teacher), then launches them side by side; the last pass
+    finds them all and writes the outputs. Result paths are keyed absolute (--results may be relative)."""
 
     def __init__(self, args):
         self.args, self.grid = args, os.path.join(args.results, 'grid')
         self.made, self.skipped, self.seconds = 0, 0, 0.0
-        self.seen = {}  # (result path, need_model) -> summary (None: planned on --dry_run)
         self.counted = set()  # result paths counted as made or found done: each run counted once
+        self.failed = {}      # result path -> its Outcome: not tried again by this invocation
+        self.launched = {}    # result path -> its Run, for every run made by this invocation
+        self.new_pass()
+
+    def new_pass(self):
+        self.seen = {}        # (result path, need_model) -> summary found done in this pass
+        self.planned = {}     # result path -> the Run this pass plans
+        self.outputs = set()  # the models the planned runs will write: runs reading one wait
+        self.waiting = {}     # result path -> (run name, the missing model it reads)
+
+    def drive(self, work):
+        """work(args) until nothing is missing; every pass but the last gets args with dry_run set."""
+        planning_args = argparse.Namespace(**{**vars(self.args), 'dry_run': True})
+        while True:
+            self.new_pass()
+            work(planning_args)
+            if not self.planned or self.args.dry_run:
+                break
+            self.launched.update(self.planned)
+            launch(list(self.planned.values()), self.args, self.finished)
+        if self.args.dry_run:
+            return
+        report_failures(self.failed.values())
+        if self.waiting:
+            names = '; '.join(f'{name} reads {model}' for name, model in list(self.waiting.values())[:5])
+            raise UserError(f'{len(self.waiting)} run(s) cannot start, a model they read is missing: {names}')
+        work(self.args)
 
     def __call__(self, name, flags, need_model=False):
-        """`python main.py FLAGS` as result `name`; returns its JSON summary (None on --dry_run). With
+        """`python main.py FLAGS` as result `name`; returns its JSON summary (None while it is not made). With
         need_model, a stored run counts only if its model is still on disk, unchanged (the attention maps
         and NAD's teacher load it; a grid made on another machine brings its JSON files, not its models).
         Runs that name no --protocol get the runner's (and it goes into their name); NAD and ARGD runs on a
@@ -114,7 +145,7 @@ class Runner:
         if needs_teacher(flags):
             key = flag(flags, '--attack'), flag(flags, '--seed', '0'), flag(flags, '--protocol')
             record = self.teacher(*key, need_model=False)
-            if record is None:  # --dry_run
+            if record is None:  # the teacher is being made first
                 return None
             flags += ['--t_model', record['checkpoint']]
             teacher = (record, lambda: self.teacher(*key, need_model=True))
@@ -144,7 +175,7 @@ class Runner:
         """A Table 1 run: `defense` on the zoo's `attack` model under `protocol` (shared by the analyses)."""
         protocol = protocol or self.protocol()
         if defense == 'finetune':  # fine-tuning is the teacher run: the same command line, betas 0
-            return self.teacher(attack, seed, protocol, need_model=False)
+            return self.teacher(attack, seed, protocol, need_model=need_model)
         flags = ['--attack', attack, '--protocol', protocol, '--seed', seed, '--eval_every', 0,
                  *defense_flags(defense, self.args)]
         return self(self.cell_name(attack, defense, seed, protocol), flags, need_model)
@@ -161,48 +192,53 @@ class Runner:
         return flags + ['--device', self.args.device, '--log_root', self.grid, '--replace_shipped']
 
     def run(self, script, name, flags, path, need_model=False, teacher=None):
-        """The run's summary: stored, or made now. `teacher`: (the teacher run's summary, a function that
-        makes sure its model is on disk) for a run that distils from it."""
-        key = (path, need_model)
-        if key not in self.seen:
-            self.seen[key] = self.make(script, name, flags, path, need_model, teacher)
-        return self.seen[key]
-
-    def make(self, script, name, flags, path, need_model, teacher):
-        summary, why = stored_run(path, flags, need_model)
+        """The run's summary if it is stored (and, for a distillation run, taught by the teacher stored now);
+        else None, the run planned for this pass once its teacher's model is on disk. `teacher`: (the
+        teacher run's summary, a function that returns it once its model is on disk)."""
+        where = at_root(path)  # the runs resolve their paths from ROOT, where they run
+        if (where, need_model) in self.seen:
+            return self.seen[where, need_model]
+        summary, why = stored_run(where, flags, need_model)
         if summary is not None and teacher is not None and \
                 (summary.get('teacher_checkpoint') or {}).get('sha256') != teacher[0].get('checkpoint_sha256'):
             summary, why = None, 'was taught by another teacher than the one stored now'
-        if summary is None and teacher is not None and not self.args.dry_run and teacher[1]() is None:
+        if summary is not None:
+            self.skipped += where not in self.counted
+            self.counted.add(where)
+            self.seen[where, need_model] = summary
+            return summary
+        if where in self.failed or where in self.planned or (teacher is not None and teacher[1]() is None):
+            return None
+        if where in self.launched:  # made by this invocation, exited 0, and still not a finished run
+            self.failed[where] = Outcome(self.launched[where], False, 0.0, f'exited 0 but its result {why}')
+            return None
+        missing = [m for m in models_read(flags) if at_root(m) in self.outputs or not os.path.isfile(at_root(m))]
+        if missing:
+            self.waiting[where] = (name, missing[0])
             return None
         if why:
             print(f'  {name}: the stored run {why}: running it again', flush=True)
-        if summary is not None:
-            self.skipped += path not in self.counted
-            self.counted.add(path)
-            return summary
-        command = [sys.executable, script, *flags]
-        print(f"$ python {' '.join(command[1:])}", flush=True)
         if self.args.dry_run:
-            return None
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-        wall = time.perf_counter() - start
-        if done.returncode:
-            print(done.stdout[-3000:], file=sys.stderr)
-            raise UserError(f'run {name} failed (exit {done.returncode}); the end of its output is above')
+            print(f"$ python {script} {' '.join(flags)}", flush=True)
+        self.outputs |= {at_root(m) for m in models_written(flags)}
+        self.planned[where] = Run(name, [script, *flags], where, os.path.splitext(where)[0] + '.log',
+                                  functools.partial(seal_result, where, flags))
+        return None
+
+    def finished(self, outcome):
+        """Called as each launched run ends: count it and print its result."""
+        path = outcome.run.result
+        if not outcome.ok:
+            self.failed[path] = outcome
+            return
+        with open(path) as f:  # an unreadable result raises: runner.announce reports the run as failed
+            summary = json.load(f)
+        result = summary.get('after') or summary.get('final')
         self.made += 1
         self.counted.add(path)
-        self.seconds += wall
-        with open(path) as f:
-            summary = json.load(f)
-        summary['flags'], summary['wall_seconds'] = flags, wall
-        seal(summary, path)
-        result = summary.get('after') or summary.get('final')
-        print(f"  {name}: ACC {result['acc']:.2f} ASR {result['asr']:.2f} | {wall:.0f}s "
+        self.seconds += outcome.seconds
+        print(f"  {outcome.run.name}: ACC {result['acc']:.2f} ASR {result['asr']:.2f} | {outcome.seconds:.0f}s "
               f"(so far {self.seconds / 60:.1f} min for {self.made} runs)", flush=True)
-        return summary
 
 
 def flag(flags, name, default=None):
@@ -211,70 +247,26 @@ def flag(flags, name, default=None):
     return flags[at[-1] + 1] if at else default
 
 
+def at_root(path):
+    return os.path.normpath(os.path.join(ROOT, path))
+
+
+def models_read(flags):
+    """The model files a run reads besides the zoo's: its student and (unless it makes it) its teacher."""
+    return [m for m in (flag(flags, '--s_model'), None if '--make_teacher' in flags else flag(flags, '--t_model'))
+            if m is not None]
+
+
+def models_written(flags):
+    """The model files a run writes that other runs read: a teacher it makes, a backdoored model it trains."""
+    return [m for m in (flag(flags, '--t_model') if '--make_teacher' in flags else None, flag(flags, '--output'))
+            if m is not None]
+
+
 def needs_teacher(flags):
     """A distillation run on a zoo model (--attack) with no teacher named."""
     return (flag(flags, '--defense', 'nad') in ('nad', 'argd') and '--attack' in flags and '--t_model' not in flags
             and '--make_teacher' not in flags and '--s_model' not in flags)
-
-
-def digest(summary):
-    """sha256 of a summary's content (without its own digest): any later edit changes it."""
-    body = {k: v for k, v in summary.items() if k != 'digest'}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def seal(summary, path):
-    """Record the fingerprints of the run's CSV and model, and the summary's own digest, then write it."""
-    summary['csv_sha256'] = file_sha256(os.path.splitext(path)[0] + '.csv')
-    model = summary.get('checkpoint')
-    summary['checkpoint_sha256'] = file_sha256(os.path.join(ROOT, model)) if model else None
-    summary['digest'] = digest(summary)
-    write_json(path, summary)
-
-
-def stored_run(path, flags, need_model=False):
-    """(summary, None) when the run stored at `path` is whole and was made with exactly these flags from
-    the student checkpoint as it is now; else (None, why it is not done), why being None when nothing is
-    stored. Never raises: an unreadable, edited or inconsistent run is simply made again."""
-    if not os.path.exists(path):
-        return None, None
-    try:
-        with open(path) as f:
-            summary = json.load(f)
-    except (OSError, ValueError) as e:
-        return None, f'is unreadable ({type(e).__name__})'
-    if not isinstance(summary, dict):
-        return None, f'is not a JSON object (a {type(summary).__name__})'
-    result = summary.get('after') or summary.get('final')
-    if not isinstance(result, dict) or not all(isinstance(result.get(k), (int, float)) for k in ('acc', 'asr')) \
-            or not isinstance(summary.get('config'), dict) or 'digest' not in summary:
-        return None, 'lacks keys a finished run has'
-    if summary['digest'] != digest(summary):
-        return None, 'was edited after it was made'
-    if summary.get('csv_sha256') != file_sha256(os.path.splitext(path)[0] + '.csv'):
-        return None, 'and its CSV disagree'
-    if summary.get('flags') != flags:
-        return None, 'was made with other flags'
-    if not same_student(summary):
-        return None, 'was made from another student checkpoint'
-    teacher = summary.get('teacher_checkpoint')
-    if isinstance(teacher, dict) and os.path.isfile(os.path.join(ROOT, str(teacher.get('path')))) and \
-            file_sha256(os.path.join(ROOT, str(teacher.get('path')))) != teacher.get('sha256'):
-        return None, 'was taught by a teacher that has changed since'
-    if need_model and (not summary.get('checkpoint') or summary.get('checkpoint_sha256') is None or
-                       file_sha256(os.path.join(ROOT, summary['checkpoint'])) != summary['checkpoint_sha256']):
-        return None, f"has no model {summary.get('checkpoint')} here, or another one"
-    return summary, None
-
-
-def same_student(summary):
-    """Whether the student checkpoint a main.py summary records is still the one at its path."""
-    record = summary.get('student_checkpoint')
-    if record is None:  # a train_badnet.py run: its flags say everything
-        return True
-    if not isinstance(record, dict) or not isinstance(record.get('path'), str):
-        return False
-    return record.get('sha256') is not None and file_sha256(os.path.join(ROOT, record['path'])) == record['sha256']
 
 
 # --- Table 1 ---------------------------------------------------------------------------------------------
@@ -467,13 +459,14 @@ def main():
     args = get_arguments().parse_args()
     if any(s < 0 for s in args.seeds) or (args.epochs is not None and args.epochs < 1) or args.mcr_epochs < 1:
         raise UserError('--seeds must be non-negative and --epochs, --mcr_epochs at least 1')
+    check_launch_arguments(args)
     runner = Runner(args)
     start = time.perf_counter()
-    if args.analysis:
-        for name in (list(ANALYSES) if 'all' in args.analysis else args.analysis):
-            ANALYSES[name](args, runner)
+    names = list(ANALYSES) if 'all' in args.analysis else args.analysis
+    if names:
+        runner.drive(lambda a: [ANALYSES[name](a, runner) for name in names])
     else:
-        table1(args, runner)
+        runner.drive(lambda a: table1(a, runner))
     print(f'reproduce: {runner.made} runs made ({runner.seconds / 60:.1f} min), {runner.skipped} found done; '
           f'{(time.perf_counter() - start) / 60:.1f} min in all', flush=True)
 

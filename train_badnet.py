@@ -23,14 +23,15 @@ import config
 from attacks import trigger_for
 from data_loader import BatchLoader, DatasetBD, dataset_for, test_loaders
 from models import build_model, select_model
-from utils.checkpoint import checkpoint_bytes, write_run
+from utils.checkpoint import checkpoint_bytes
+from utils.files import write_run
 from utils.cli import Timer, run
 from utils.engine import cross_entropy_loss, evaluate, fit, warmup_linear
 from utils.runtime import generator, setup
 
 
 def default_output(args):
-    """Under the git-ignored runs/weights/: the zoo's files are replaced only by make_zoo.sh's commands."""
+    """Under the git-ignored runs/weights/: the zoo's files are replaced only by make_zoo.py's commands."""
     name = args.attack if args.attack else f'{args.trigger_type}-{args.target_type}-{args.target_label}'
     return os.path.join('runs', 'weights', f'{args.s_name}-{name}.pth.tar')
 

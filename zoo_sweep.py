@@ -2,12 +2,14 @@
 
     python zoo_sweep.py --jobs 8                      # every variant below, 8 train_badnet.py processes at a time
     python zoo_sweep.py --attacks sig --jobs 2        # only SIG's variants
+    python zoo_sweep.py --launcher slurm --partition gpu --gpus_per_run 1   # one Slurm array
     python zoo_sweep.py --install                     # copy each attack's pick into the zoo (weight/s_net/)
 
 Each variant is one `python train_badnet.py --attack A --epochs E [flags] --seed S` process, trained from
 scratch with the defaults (lr 0.1, batch 128, weight decay 5e-4, crop + flip) but for its flags, saved as
-weight/sweep/<name>.pth.tar, its per-epoch CSV and JSON in results/sweep/ and its output in
-logs/sweep/<name>.log. A variant whose checkpoint holds its last epoch is not trained again.
+weight/sweep/<name>.pth.tar, its per-epoch CSV, JSON and output (.log) in results/sweep/; the variants
+go through the runner (runner.py: --launcher, --jobs, ...); the log is badnet_<name>.log. A variant whose checkpoint holds its last
+epoch is not trained again.
 results/sweep/summary.csv lists every variant's final ACC and ASR (measured in float32) next to the
 paper's Table 3 (rows of variants outside this sweep are kept). --match and --seeds pick a subset.
 
@@ -16,24 +18,21 @@ of the paper's, the one with the highest ASR; if none meets both, the one with t
 those within the ACC band, else the highest ASR overall. Picking by the test set is the attacker's
 choice of model here, not a defense's: every variant's numbers are reported, picked or not.
 
---launch_deadline and --deadline (seconds from the start) bound the sweep on a lent machine: no variant
-starts after the first, and variants still running at the second are stopped and reported unfinished.
+--time (minutes) bounds each variant on a lent machine: one still running then is stopped and reported.
 """
 import argparse
 import collections
 import csv
 import os
-import subprocess
-import sys
-import time
 
 from config import zoo_paths
 from attacks import ATTACKS, TABLE3
+from runner import ROOT, Run, add_arguments, check_launch_arguments, launch
 from utils import UserError
-from utils.checkpoint import atomic_write, load_checkpoint, write_csv
+from utils.checkpoint import load_checkpoint
+from utils.files import atomic_write, write_csv
 from utils.cli import run
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
 PAPER_ACC = {attack: ATTACKS[attack].paper[1] for attack in TABLE3}  # Table 3's ACC, as Table 1 prints it
 TARGET_ASR, ACC_BAND = 95.0, 3.0
 # Variants tried per attack, in the order they are started: epochs, then any train_badnet.py flags that
@@ -59,15 +58,14 @@ def get_arguments():
     p.add_argument('--match', nargs='+', default=None,
                    help='only the variants whose name contains one of these (e.g. 30ep-wd 15ep-seed1)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0], help='each variant is trained once per seed')
-    p.add_argument('--jobs', type=int, default=1, help='train_badnet.py processes at a time')
-    p.add_argument('--threads', type=int, default=2, help='CPU threads per process (OMP_NUM_THREADS)')
     p.add_argument('--device', default='auto')
-    p.add_argument('--launch_deadline', type=float, default=None, help='start no variant after this many seconds')
-    p.add_argument('--deadline', type=float, default=None, help='stop variants still running after this many seconds')
     p.add_argument('--install', action='store_true', help="copy each attack's pick to its zoo path")
+    p.add_argument('--no_train', action='store_true', help='train nothing: summarise and pick among the variants '
+                                                           'already trained')
     p.add_argument('--out', default='weight/sweep', help='where the variants are saved')
     p.add_argument('--results', default='results/sweep', help='per-variant CSV/JSON and summary.csv')
     p.add_argument('--dry_run', action='store_true', help='print the commands, run nothing')
+    add_arguments(p)
     return p
 
 
@@ -102,36 +100,10 @@ def final_checkpoint(variant):
 
 
 def train_all(args, todo):
-    """Run the variants `args.jobs` at a time; returns {name: 'done' | 'failed' | 'stopped' | 'not started'}."""
-    status, running, start = {}, {}, time.perf_counter()
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED='1')
-    os.makedirs(os.path.join(ROOT, 'logs', 'sweep'), exist_ok=True)
-    queue = list(todo)
-    while queue or running:
-        elapsed = time.perf_counter() - start
-        while queue and len(running) < args.jobs:
-            variant = queue.pop(0)
-            name, flags = variant.name, variant.flags
-            if args.launch_deadline is not None and elapsed > args.launch_deadline:
-                status[name] = 'not started'
-                continue
-            print(f'[{elapsed:5.0f}s] $ python train_badnet.py {" ".join(map(str, flags))}', flush=True)
-            log = open(os.path.join(ROOT, 'logs', 'sweep', f'{name}.log'), 'w')
-            running[name] = (subprocess.Popen([sys.executable, 'train_badnet.py', *map(str, flags)], cwd=ROOT,
-                                              stdout=log, stderr=subprocess.STDOUT, env=env), log)
-        for name, (proc, log) in list(running.items()):
-            stop = args.deadline is not None and elapsed > args.deadline
-            if proc.poll() is None and not stop:
-                continue
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            log.close()
-            status[name] = 'done' if proc.returncode == 0 else ('stopped' if stop else 'failed')
-            print(f'[{elapsed:5.0f}s] {name}: {status[name]}', flush=True)
-            del running[name]
-        time.sleep(1)
-    return status
+    """Train the variants through the runner; returns {name: 'done' | 'failed'}."""
+    runs = [Run(v.name, ['train_badnet.py', *map(str, v.flags)], os.path.join(ROOT, args.results, f'badnet_{v.name}.json'),
+                os.path.join(ROOT, args.results, f'badnet_{v.name}.log')) for v in todo]
+    return {o.run.name: 'done' if o.ok else 'failed' for o in launch(runs, args)}
 
 
 def summarise(args, all_variants, status):
@@ -166,6 +138,7 @@ def pick(rows):
 
 def main():
     args = get_arguments().parse_args()
+    check_launch_arguments(args)
     all_variants = variants(args)
     todo = [v for v in all_variants if final_checkpoint(v) is None]
     print(f'{len(all_variants)} variants, {len(todo)} to train, {args.jobs} at a time', flush=True)
@@ -173,7 +146,7 @@ def main():
         for v in todo:
             print(f'$ python train_badnet.py {" ".join(map(str, v.flags))}')
         return
-    status = train_all(args, todo)
+    status = {} if args.no_train else train_all(args, todo)
     path_of = {v.name: v.path for v in all_variants}
     rows = summarise(args, all_variants, status)
     print(f"\n{'variant':34s} {'status':12s} {'ACC':>6s} {'ASR':>6s}  paper ACC  target")

@@ -68,8 +68,8 @@ PAPER_BEFORE_AVERAGE = (99.04, 83.50)                                 # the pape
 
 
 def zoo_flags(name):
-    """The train_badnet.py flags of an attack's zoo model, as one string (make_zoo.sh reads it)."""
-    return ' '.join(map(str, ('--attack', name, *ATTACKS[name].zoo, '--seed', 0)))
+    """The train_badnet.py flags of an attack's zoo model (make_zoo.py runs them)."""
+    return [str(f) for f in ('--attack', name, *ATTACKS[name].zoo, '--seed', 0)]
 
 
 # Triggers made from an artefact, read once when the trigger is built (from the data root given). The

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from data_loader import DATA_ROOT, BatchLoader, load_cifar10, load_dataset
 from models import select_model
 from utils import UserError
-from utils.checkpoint import atomic_write, safe_load
+from utils.checkpoint import safe_load
+from utils.files import atomic_write
 from utils.cli import run
 from utils.engine import accuracy
 from utils.runtime import generator, setup

@@ -16,7 +16,8 @@ import torch
 from data_loader import DATA_ROOT, TROJAN_AT, load_dataset, trojan_trigger
 from models import select_model
 from utils import UserError
-from utils.checkpoint import atomic_write, safe_load
+from utils.checkpoint import safe_load
+from utils.files import atomic_write
 from utils.cli import run
 from utils.runtime import generator, seed_everything
 

@@ -18,7 +18,7 @@ import torch
 from torch.func import functional_call
 
 from models import select_model
-from utils.checkpoint import write_csv
+from utils.files import write_csv
 from utils.cli import Timer
 from utils.engine import cosine_per_epoch, evaluate, fit
 from utils.figures import pyplot, save_figure

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from data_loader import BatchLoader
 from defenses.finetuning import fine_tune
-from utils.checkpoint import write_csv
+from utils.files import write_csv
 from utils.cli import Timer
 from utils.figures import pyplot, save_figure
 from utils.runtime import autocast, generator

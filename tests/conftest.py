@@ -1,5 +1,7 @@
 """Fixtures shared by the test modules."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -11,3 +13,24 @@ def cifar():
     """Real CIFAR-10 as uint8 tensors, fetched once and cached under data/ (REFERENCE section 4)."""
     from data_loader import load_cifar10
     return load_cifar10()
+
+
+# The grid tests/test_reproduce.py checks, and tests/test_runner.py makes again on Slurm: BadNets, fine-tuning
+# (= NAD's teacher) and NAD, seeds 0 and 1, one epoch of the `code` protocol (4 runs, ~2 min on 2 cores).
+GRID = ('--attacks', 'badnets', '--protocols', 'code', '--defenses', 'finetune', 'nad', '--seeds', '0', '1',
+        '--epochs', '1', '--device', 'cpu')
+
+
+def reproduce(tmp_path, *flags):
+    """`python reproduce.py FLAGS` with its results and models under tmp_path; returns its output."""
+    result = subprocess.run([sys.executable, 'reproduce.py', *flags, '--results', str(tmp_path / 'results'),
+                             '--models', str(tmp_path / 'models')], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture(scope='session')
+def grid(tmp_path_factory):
+    """The GRID made once by the local launcher: (its folder, reproduce.py's output)."""
+    tmp_path = tmp_path_factory.mktemp('reproduce')
+    return tmp_path, reproduce(tmp_path, *GRID)

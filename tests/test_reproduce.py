@@ -5,30 +5,15 @@ import csv
 import json
 import os
 import statistics
-import subprocess
-import sys
 
 import pytest
 
-from reproduce import Runner, digest, get_arguments, same_student, seal, stored_run, table_name
+from conftest import GRID, reproduce
+from reproduce import Runner, get_arguments, table_name
+from runner import digest, same_student, seal, stored_run
+from utils import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = 'table1_code_badnets_finetune-nad_seeds0-1_epochs1'  # the name a subset's table gets
-
-
-def reproduce(tmp_path, *flags):
-    result = subprocess.run([sys.executable, 'reproduce.py', '--attacks', 'badnets', '--protocols', 'code',
-                             '--defenses', 'finetune', 'nad', '--seeds', '0', '1', '--epochs', '1', '--device', 'cpu',
-                             '--results', str(tmp_path / 'results'), '--models', str(tmp_path / 'models'), *flags],
-                            cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return result.stdout
-
-
-@pytest.fixture(scope='module')
-def grid(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp('reproduce')
-    return tmp_path, reproduce(tmp_path)
 
 
 @pytest.mark.e2e
@@ -61,8 +46,8 @@ def test_grid_writes_table1_with_mean_and_sd_over_seeds(grid):
 @pytest.mark.e2e
 def test_second_call_resumes_and_a_changed_setting_reruns(grid):
     tmp_path, _ = grid
-    assert 'reproduce: 0 runs made (0.0 min), 4 found done' in reproduce(tmp_path)
-    planned = reproduce(tmp_path, '--epochs', '2', '--dry_run')  # another epoch count: another name, made anew
+    assert 'reproduce: 0 runs made (0.0 min), 4 found done' in reproduce(tmp_path, *GRID)
+    planned = reproduce(tmp_path, *GRID, '--epochs', '2', '--dry_run')  # another epoch count: another name, made anew
     assert planned.count('--make_teacher') == 2 and 'badnets_teacher_code_epochs2_seed0' in planned
 
 
@@ -73,7 +58,7 @@ def test_an_edited_or_broken_stored_run_is_made_again(grid):
     summary = json.loads(path.read_text())
     summary['after']['acc'] += 5.0                                # "improved" by hand
     path.write_text(json.dumps(summary))
-    out = reproduce(tmp_path)
+    out = reproduce(tmp_path, *GRID)
     assert 'badnets_nad_code_epochs1_seed1: the stored run was edited after it was made: running it again' in out
     assert 'reproduce: 1 runs made' in out
 
@@ -134,7 +119,7 @@ def test_a_stored_run_counts_only_with_its_flags_student_and_model(tmp_path):
 
 
 def test_a_retrained_student_makes_its_runs_again(tmp_path):
-    from utils.checkpoint import file_sha256
+    from utils.files import file_sha256
     path = tmp_path / 'student.pth.tar'
     path.write_bytes(b'model A')
     summary = {'student_checkpoint': {'path': str(path), 'sha256': file_sha256(str(path))}}
@@ -162,7 +147,7 @@ def test_every_distillation_run_gets_the_teacher_of_its_own_protocol_and_seed(tm
 def test_a_distillation_run_whose_teacher_changed_is_made_again(tmp_path):
     teacher = tmp_path / 'teacher.tar'
     teacher.write_bytes(b'teacher A')
-    from utils.checkpoint import file_sha256
+    from utils.files import file_sha256
     stored(tmp_path, ['--seed', '0'], teacher_checkpoint={'path': str(teacher), 'sha256': file_sha256(str(teacher))})
     assert stored_run(str(tmp_path / 'run.json'), ['--seed', '0'])[0] is not None
     teacher.write_bytes(b'teacher B')                                  # re-made since
@@ -171,7 +156,7 @@ def test_a_distillation_run_whose_teacher_changed_is_made_again(tmp_path):
 
 
 def test_a_stored_nad_run_needs_its_teachers_record_not_its_model_file(tmp_path, capsys):
-    from utils.checkpoint import file_sha256
+    from utils.files import file_sha256
     runner = Runner(get_arguments().parse_args(['--results', str(tmp_path), '--models', str(tmp_path / 'm'),
                                                 '--protocols', 'code', '--dry_run']))
     grid = tmp_path / 'grid'
@@ -233,3 +218,52 @@ def test_nad_minus_fine_tuning_is_paired_by_seed(tmp_path, monkeypatch):
     assert float(cells['sig']['asr']) == -2.0 and float(cells['sig']['asr_std']) == pytest.approx(2 ** 0.5)
     assert float(cells['average']['asr']) == -2.0 and float(cells['badnets']['acc']) == 0.0 and cells['sig']['ra'] == ''
     assert '| SIG | -2.00+-1.41 | +0.00+-0.00 | - |' in (tmp_path / 'table1_code_badnets-sig_finetune-nad_seeds0-1.md').read_text()
+
+
+def test_drive_makes_runs_in_passes_each_waiting_for_the_models_it_reads(tmp_path, monkeypatch):
+    """reproduce.Runner.drive with a stand-in launch: a run reading a model another run writes waits for the
+    next pass; the outputs are written once, from the last pass; a failed run stops the grid (after the
+    others) with one line; a run that exits 0 but leaves no result is a failure, not a loop."""
+    import reproduce as rp
+    from runner import Outcome, announce
+    batches = []
+
+    def fake_launch(runs, args, on_done):
+        batches.append(sorted(r.name for r in runs))
+        assert len(batches) < 5, 'drive launches again and again'
+        for run in runs:
+            flags = run.command[1:]
+            if 'bad' not in run.name and 'empty' not in run.name:
+                os.makedirs(os.path.dirname(run.result), exist_ok=True)
+                open(os.path.splitext(run.result)[0] + '.csv', 'w').write('epoch\n1\n')
+                with open(run.result, 'w') as f:
+                    json.dump({'after': {'acc': 80.0, 'asr': 1.0}, 'config': {}}, f)
+                run.seal(1.0)
+                for model in rp.models_written(flags):
+                    open(model, 'w').write('weights')
+            announce(Outcome(run, 'bad' not in run.name, 1.0, '' if 'bad' not in run.name else 'exit 1'), on_done)
+    monkeypatch.setattr(rp, 'launch', fake_launch)
+    results = os.path.relpath(tmp_path / 'results', rp.ROOT)      # relative, as the default ./results is
+    written = []
+
+    def work(runner, names):
+        teacher = str(tmp_path / f'{names[0]}.pth.tar')
+
+        def table(args):
+            made = runner(names[0], ['--make_teacher', '--t_model', teacher])
+            taught = runner(names[1], ['--t_model', teacher])
+            if not args.dry_run:
+                written.append((made['after']['acc'], taught['after']['acc']))
+        return table
+    runner = rp.Runner(get_arguments().parse_args(['--results', results, '--protocols', 'code', '--device', 'cpu']))
+    runner.drive(work(runner, ['teacher', 'taught']))
+    assert batches == [['teacher_code'], ['taught_code']] and written == [(80.0, 80.0)] and runner.made == 2
+    again = rp.Runner(get_arguments().parse_args(['--results', results, '--protocols', 'code', '--device', 'cpu']))
+    again.drive(work(again, ['teacher', 'taught']))                # everything stored: nothing launched
+    assert len(batches) == 2 and again.made == 0 and again.skipped == 2 and len(written) == 2
+    for broken in ('bad', 'empty'):
+        batches.clear()
+        runner = rp.Runner(get_arguments().parse_args(['--results', results, '--protocols', 'code']))
+        with pytest.raises(UserError, match=f'1 run\\(s\\) failed.*{broken}_teacher_code'):
+            runner.drive(work(runner, [f'{broken}_teacher', f'{broken}_taught']))
+        assert batches == [[f'{broken}_teacher_code']] and len(written) == 2  # never its pupil, nor the table

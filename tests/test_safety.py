@@ -14,7 +14,8 @@ import attacks.trojan
 import config
 from models import build_model, select_model
 from utils import UserError
-from utils.checkpoint import HOST, load_checkpoint, remove_stale_temps, save_checkpoint, write_together
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.files import HOST, remove_stale_temps, write_together
 from utils.engine import train_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

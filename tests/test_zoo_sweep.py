@@ -43,8 +43,8 @@ def test_pick_prefers_the_target_then_the_acc_band_then_asr():
     # None within the band: the highest ASR.
     assert zoo_sweep.pick([row('a', 90.0, 99.0), row('b', 89.0, 99.5)])['name'] == 'b'
     # Unfinished variants never ship; with none finished there is no pick.
-    assert zoo_sweep.pick([row('a', 83.0, 99.0, status='stopped'), row('b', 90.0, 50.0)])['name'] == 'b'
-    assert zoo_sweep.pick([row('a', 83.0, 99.0, status='stopped')]) is None
+    assert zoo_sweep.pick([row('a', 83.0, 99.0, status='failed'), row('b', 90.0, 50.0)])['name'] == 'b'
+    assert zoo_sweep.pick([row('a', 83.0, 99.0, status='failed')]) is None
 
 
 def test_summary_keeps_the_rows_of_variants_outside_this_sweep(tmp_path, monkeypatch):

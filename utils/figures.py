@@ -1,5 +1,5 @@
 """Figures: matplotlib without a display (servers, CI), saved atomically like every other result file."""
-from utils.checkpoint import atomic_write
+from utils.files import atomic_write
 
 
 def pyplot():

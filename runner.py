@@ -1,0 +1,326 @@
+"""The one runner of every grid (reproduce.py's Table 1 and analyses, zoo_sweep.py, make_zoo.py): a run is a
+command line (`python main.py ...`, `python train_badnet.py ...`, `python -m attacks.trojan ...`) and the
+result it must leave; the caller skips a run whose result is stored and whole, and hands the rest to
+`launch`, which executes them with submitit:
+
+    --launcher local   (default) --jobs runs at once on this machine, each a process of its own; on a GPU
+                       box they are spread over the visible GPUs (--jobs 8 on one GPU: 8 runs share it)
+    --launcher slurm   one Slurm job array per batch of runs (--partition, --time, --gpus_per_run,
+                       --cpus_per_run, --slurm_array_parallelism, --slurm KEY=VALUE for anything else)
+
+Each run's output goes to its log next to its result (results/grid/<run>.log for reproduce.py). A run that
+fails, times out or is cancelled is reported with that log and never stops the others; its result is
+not written, so running the grid again makes exactly what is missing. A run's result counts only once
+it is sealed (`seal`: the flags that made it, the fingerprints of its files and a digest of it all,
+written by the run's own job after the command exits cleanly), so a run interrupted mid-way is never
+taken for a finished one.
+"""
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable, Optional
+
+from utils import UserError
+from utils.files import file_sha256, write_json
+
+ROOT = os.path.dirname(os.path.abspath(__file__))  # every command runs here; recorded paths are relative to it
+
+
+def add_arguments(parser):
+    g = parser.add_argument_group('where the runs go (submitit)')
+    g.add_argument('--launcher', default='local', choices=['local', 'slurm'])
+    g.add_argument('--jobs', type=int, default=1, help='local: runs at once (spread over the visible GPUs)')
+    g.add_argument('--threads', type=int, default=None,
+                   help="CPU threads per run (OMP_NUM_THREADS; default: torch's own for one run at a time, this "
+                        "machine's cores / --jobs for more, --cpus_per_run on Slurm)")
+    g.add_argument('--time', type=float, default=None,
+                   help='minutes a run may take before it is stopped (default: no limit locally, 360 on Slurm)')
+    g.add_argument('--partition', default=None, help="slurm: the partition (default: the cluster's)")
+    g.add_argument('--gpus_per_run', type=int, default=0, help='slurm: GPUs per run')
+    g.add_argument('--cpus_per_run', type=int, default=2, help='slurm: CPUs per run')
+    g.add_argument('--slurm_array_parallelism', type=int, default=64, help='slurm: runs of an array at once')
+    g.add_argument('--slurm', nargs='*', default=[], metavar='KEY=VALUE',
+                   help='slurm: any other sbatch option, e.g. --slurm account=mylab mem=8G')
+    return g
+
+
+def check_launch_arguments(args):
+    if min(args.jobs, args.cpus_per_run, args.slurm_array_parallelism, args.threads or 1) < 1 or \
+            args.gpus_per_run < 0 or (args.time is not None and not args.time > 0):
+        raise UserError('--jobs, --cpus_per_run, --slurm_array_parallelism and --threads must be at least 1, '
+                        '--gpus_per_run at least 0 and --time positive')
+    if any('=' not in item for item in args.slurm):
+        raise UserError(f"--slurm takes KEY=VALUE items (sbatch options), got {' '.join(args.slurm)}")
+
+
+@dataclasses.dataclass
+class Run:
+    name: str
+    command: list          # what follows `python`: a script or `-m module`, then its flags
+    result: str            # the file it must leave (its caller decides whether a stored one counts)
+    log: str               # where its output goes, next to its result
+    seal: Optional[Callable] = None   # called by the run's job with the wall seconds once the command exits 0
+
+
+@dataclasses.dataclass
+class Outcome:
+    run: Run
+    ok: bool
+    seconds: float
+    why: str = ''          # what went wrong, for a run that failed
+
+
+# --- the job: what a worker executes (submitit pickles it, with its Run, to the worker) ----------------
+
+def execute(run, threads, gpu):
+    """Run the command with its output in its log; seal its result if it exits 0. Returns (exit code, s).
+    `gpu`: the CUDA device the run gets (None: the worker's own, e.g. Slurm's allocation)."""
+    os.makedirs(os.path.dirname(os.path.abspath(run.log)), exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    if threads:
+        env['OMP_NUM_THREADS'] = str(threads)
+    if gpu is not None:
+        env['CUDA_VISIBLE_DEVICES'] = gpu
+    start = time.perf_counter()
+    with open(run.log, 'w') as log:
+        log.write(f"$ python {' '.join(run.command)}\n")
+        log.flush()
+        # A stop (SIGINT from submitit's local executor) raises here, and subprocess.run then kills the command.
+        code = subprocess.run([sys.executable, *run.command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              env=env).returncode
+    seconds = time.perf_counter() - start
+    if code == 0 and run.seal is not None:
+        run.seal(seconds)
+    return code, seconds
+
+
+# --- launching a batch of runs ------------------------------------------------------------------------------
+
+def launch(runs, args, on_done=None):
+    """Execute `runs` (independent of each other) on args.launcher; returns their Outcomes in order of
+    completion, calling on_done(outcome) as each finishes. Never raises for a run that fails; on an error
+    or Ctrl-C of its own, the runs still going are cancelled."""
+    runs = list(runs)
+    if not runs:
+        return []
+    import submitit
+    folder = os.path.join(ROOT, 'logs', 'submitit', '%j')
+    finish = functools.partial(outcome_of, on_done=on_done)
+    if args.launcher == 'slurm':
+        # A run over its time is reported, never requeued. The worker imports this module: put it on its path.
+        executor = submitit.AutoExecutor(folder=folder, cluster='slurm', slurm_max_num_timeout=0)
+        executor.update_parameters(timeout_min=math.ceil(args.time or 360),
+                                   slurm_setup=[f'export PYTHONPATH={shlex.quote(ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}'])
+        return slurm(executor, runs, args, args.threads or args.cpus_per_run, finish)
+    paths = os.environ.get('PYTHONPATH', '').split(os.pathsep)
+    if ROOT not in paths:  # the local workers inherit this environment
+        os.environ['PYTHONPATH'] = os.pathsep.join([ROOT, *filter(None, paths)])
+    executor = submitit.LocalExecutor(folder=folder, max_num_timeout=0)  # never requeued either
+    # gpus_per_node 0: submitit hides every GPU from the worker; execute() hands each run its own.
+    executor.update_parameters(timeout_min=args.time or 60 * 24 * 365, gpus_per_node=0)
+    threads = args.threads or (None if args.jobs == 1 else max(1, len(os.sched_getaffinity(0)) // args.jobs))
+    return local(executor, runs, args.jobs, threads, finish)
+
+
+def local(executor, runs, jobs, threads, finish):
+    """At most `jobs` runs at once; slot k gets visible GPU k mod (their number), none on a CPU-only machine."""
+    gpus = visible_gpus()
+    queue, running, done = list(runs), {}, []
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                slot = min(set(range(jobs)) - set(running))
+                run = queue.pop(0)
+                print(f"$ python {' '.join(run.command)}", flush=True)
+                job = executor.submit(execute, run, threads, gpus[slot % len(gpus)] if gpus else '')
+                job._results_timeout_s = 1  # one filesystem: a stopped run has no result to wait for (default 15 s)
+                running[slot] = (run, job)
+            for slot, (run, job) in list(running.items()):
+                if job.done():
+                    done.append(finish(run, job))
+                    del running[slot]
+                    if done[-1].ok:  # submitit's pickles and its own logs of a clean run: nothing to keep
+                        shutil.rmtree(job.paths.folder, ignore_errors=True)
+            time.sleep(0.2)
+    finally:
+        for _, job in running.values():
+            job.cancel(check=False)
+    return done
+
+
+def slurm(executor, runs, args, threads, finish):
+    """One job array for the batch; results are collected as its tasks finish. A task that leaves the queue
+    without a result (scancel, a node lost, a hard kill) is reported as stopped."""
+    extra = dict(item.split('=', 1) for item in args.slurm)
+    executor.update_parameters(cpus_per_task=args.cpus_per_run, slurm_array_parallelism=args.slurm_array_parallelism,
+                               slurm_additional_parameters=extra,
+                               **({'slurm_partition': args.partition} if args.partition else {}),
+                               **({'gpus_per_node': args.gpus_per_run} if args.gpus_per_run else {}))
+    try:
+        with executor.batch():
+            jobs = [executor.submit(execute, run, threads, None) for run in runs]
+    except Exception as e:  # noqa: BLE001 - sbatch refused (no Slurm here, a partition's limits): one line
+        raise UserError(f"Slurm did not take the runs: {' '.join(str(e).split())[:400]}") from None
+    array = jobs[0].job_id.split('_')[0]
+    print(f'submitted {len(runs)} runs as Slurm array {array}', flush=True)
+    for run in runs:
+        print(f"  {run.name}: $ python {' '.join(run.command)}", flush=True)
+    pending, done, missing = dict(zip(jobs, runs)), [], {}
+    try:
+        while pending:
+            queued = squeue(array)
+            for job in list(pending):
+                # two polls in a row out of the queue with no result: stopped (not just between squeue and its pickle)
+                missing[job] = missing.get(job, 0) + 1 if queued is not None and job.job_id not in queued else 0
+                if job.done() or missing[job] > 2:
+                    done.append(finish(pending.pop(job), job))
+            time.sleep(2)
+    finally:
+        for job in pending:
+            job.cancel(check=False)
+    return done
+
+
+def squeue(array):
+    """The ids (<array>_<task>) of the array's tasks still in Slurm's queue; None if squeue cannot say."""
+    try:
+        out = subprocess.run(['squeue', '-h', '-r', '-o', '%i', '-j', array], capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode:  # an array that has left the queue entirely: Slurm answers "Invalid job id"
+        return set() if 'Invalid job id' in out.stderr else None
+    return set(out.stdout.split())
+
+
+def outcome_of(run, job, on_done=None):
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+    try:
+        code, seconds = job.result()
+        why = '' if code == 0 else f'exit {code}' if code > 0 else f'killed by {signal.Signals(-code).name}'
+        outcome = Outcome(run, code == 0, seconds, why)
+    except FailedJobError:  # the job raised, or Slurm stopped it (over its time): its trace's last error says which
+        errors = [line.strip() for line in (job.stderr() or '').splitlines()
+                  if re.match(r'[\w.]+(Error|Exception|Interrupt)\b', line.strip())]
+        outcome = Outcome(run, False, 0.0, f"the job raised {errors[-1] if errors else 'an error'}; "
+                                           f"submitit's own log: {job.paths.stderr}")
+    except UncompletedJobError:
+        outcome = Outcome(run, False, 0.0, f'stopped before it finished: over --time, cancelled, or its worker died; '
+                                           f"submitit's own log: {job.paths.stderr}")
+    return announce(outcome, on_done)
+
+
+def announce(outcome, on_done=None):
+    """Print a failure with its log, then tell the caller; a caller that cannot read the run's result makes
+    it a failed run too."""
+    run = outcome.run
+    if not outcome.ok:
+        print(f'  {run.name}: FAILED ({outcome.why}); its log: {run.log}', flush=True)
+    if on_done is not None:
+        try:
+            on_done(outcome)
+        except Exception as e:  # noqa: BLE001 - the caller could not read what the run left: a failed run
+            outcome.ok, outcome.why = False, f'its result could not be read ({type(e).__name__}: {e})'
+            print(f'  {run.name}: FAILED ({outcome.why}); its log: {run.log}', flush=True)
+    return outcome
+
+
+def visible_gpus():
+    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES names them (indices or UUIDs)."""
+    try:
+        import torch
+        count = torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no CUDA build, no driver: no GPU
+        return []
+    named = [d for d in os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',') if d.strip()]
+    return named[:count] if named else [str(i) for i in range(count)]
+
+
+def report_failures(outcomes):
+    """Raise one line naming the failed runs and their logs (the rest of the grid ran)."""
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        logs = '; '.join(f'{o.run.name} ({o.why}): {o.run.log}' for o in failed[:5])
+        raise UserError(f"{len(failed)} run(s) failed, the others finished; run the same command again to make "
+                        f"what is missing. {logs}{' ...' if len(failed) > 5 else ''}")
+
+
+# --- the skip rule: a stored result counts when it is whole and was made with these flags -------------------
+
+def digest(summary):
+    """sha256 of a summary's content (without its own digest): any later edit changes it."""
+    body = {k: v for k, v in summary.items() if k != 'digest'}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def seal(summary, path):
+    """Record the fingerprints of the run's CSV and model, and the summary's own digest, then write it."""
+    summary['csv_sha256'] = file_sha256(os.path.splitext(path)[0] + '.csv')
+    model = summary.get('checkpoint')
+    summary['checkpoint_sha256'] = file_sha256(os.path.join(ROOT, model)) if model else None
+    summary['digest'] = digest(summary)
+    write_json(path, summary)
+
+
+def seal_result(path, flags, seconds):
+    """What a run's job does when main.py or train_badnet.py exits 0: add the flags and wall time to the
+    summary the script wrote at `path`, and seal it."""
+    with open(path) as f:
+        summary = json.load(f)
+    summary['flags'], summary['wall_seconds'] = flags, seconds
+    seal(summary, path)
+
+
+def stored_run(path, flags, need_model=False):
+    """(summary, None) when the run stored at `path` is whole and was made with exactly these flags from
+    the student checkpoint as it is now; else (None, why it is not done), why being None when nothing is
+    stored. Never raises: an unreadable, edited or inconsistent run is simply made again."""
+    if not os.path.exists(path):
+        return None, None
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError) as e:
+        return None, f'is unreadable ({type(e).__name__})'
+    if not isinstance(summary, dict):
+        return None, f'is not a JSON object (a {type(summary).__name__})'
+    result = summary.get('after') or summary.get('final')
+    if not isinstance(result, dict) or not all(isinstance(result.get(k), (int, float)) for k in ('acc', 'asr')) \
+            or not isinstance(summary.get('config'), dict) or 'digest' not in summary:
+        return None, 'lacks keys a finished run has'
+    if summary['digest'] != digest(summary):
+        return None, 'was edited after it was made'
+    if summary.get('csv_sha256') != file_sha256(os.path.splitext(path)[0] + '.csv'):
+        return None, 'and its CSV disagree'
+    if summary.get('flags') != flags:
+        return None, 'was made with other flags'
+    if not same_student(summary):
+        return None, 'was made from another student checkpoint'
+    teacher = summary.get('teacher_checkpoint')
+    if isinstance(teacher, dict) and os.path.isfile(os.path.join(ROOT, str(teacher.get('path')))) and \
+            file_sha256(os.path.join(ROOT, str(teacher.get('path')))) != teacher.get('sha256'):
+        return None, 'was taught by a teacher that has changed since'
+    if need_model and (not summary.get('checkpoint') or summary.get('checkpoint_sha256') is None or
+                       file_sha256(os.path.join(ROOT, summary['checkpoint'])) != summary['checkpoint_sha256']):
+        return None, f"has no model {summary.get('checkpoint')} here, or another one"
+    return summary, None
+
+
+def same_student(summary):
+    """Whether the student checkpoint a main.py summary records is still the one at its path."""
+    record = summary.get('student_checkpoint')
+    if record is None:  # a train_badnet.py run: its flags say everything
+        return True
+    if not isinstance(record, dict) or not isinstance(record.get('path'), str):
+        return False
+    return record.get('sha256') is not None and file_sha256(os.path.join(ROOT, record['path'])) == record['sha256']
