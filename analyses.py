@@ -21,6 +21,7 @@ resumable runner of reproduce.py (one main.py or train_badnet.py process each, r
                   lr 0.003 / 0.01 / 0.03 / 0.1: ASR against ACC, NAD minus fine-tuning at matched ACC
     protocols     fine-tuning and NAD on the quick-start model under every protocol, every --seeds:
                   which protocol meets the paper's claim (picks main.py's default)
+    detection     Neural Cleanse and STRIP on every --attacks zoo model and after NAD, every --seeds
     attribution   BadNets, Trojan and SIG backdoored with the authors' recipe (train_badnet.py --recipe
                   authors) beside the zoo's, fine-tuning and NAD on both under every protocol: which
                   factor, backdoor recipe or erasing protocol, moves the ASR
@@ -502,5 +503,56 @@ def attribution(args, runner):
     report(args, 'attribution_summary', summary)
 
 
+# --- Detection: Neural Cleanse and STRIP on the zoo, before and after NAD ------------------------------------
+
+def detection(args, runner):
+    """Neural Cleanse and STRIP on every --attacks zoo model and on its NAD-erased model (Table 1's NAD run of
+    the same protocol and seed), every --seeds (the seed draws NC's clean subset and initial masks, STRIP's
+    calibration and overlay images). Writes detection.csv (one row per run) and detection_summary.csv: per
+    attack and model, NC's anomaly index, how many seeds flag the true target (and anything else), ACC/ASR
+    after unlearning; STRIP's FRR, FAR and AUROC; mean and sd over the seeds. Compute: an NC run takes
+    about 5 minutes on a 2-core CPU, a STRIP run 2.5."""
+    rows = []
+    for attack in args.attacks:
+        for seed in args.seeds:
+            nad = runner.defense(attack, 'nad', seed, need_model=True)
+            for model, path in (('backdoored', None), ('after NAD', nad and nad['checkpoint'])):
+                if model == 'after NAD' and not path:
+                    continue
+                for method in ('nc', 'strip'):
+                    flags = ['--attack', attack, '--seed', seed, '--defense', method, '--eval_every', 0,
+                             *(['--s_model', path] if path else [])]
+                    tag = 'nad' if path else 'zoo'
+                    summary = runner(f'detection_{attack}_{tag}_{method}_seed{seed}', flags)
+                    if summary:
+                        rows.append({'attack': attack, 'model': model, 'method': method, 'seed': seed,
+                                     **detection_result(method, summary)})
+    if not rows or args.dry_run:
+        return
+    summary = []
+    for key in dict.fromkeys((r['attack'], r['model'], r['method']) for r in rows):
+        runs = [r for r in rows if (r['attack'], r['model'], r['method']) == key]
+        cell = dict(zip(('attack', 'model', 'method'), key), seeds=len(runs))
+        if key[2] == 'nc':
+            cell['target_flagged'] = sum(r['target_flagged'] for r in runs)
+            cell['other_flagged'] = sum(bool(r['other_flagged']) for r in runs)
+        for m in (('anomaly_index', 'acc', 'asr') if key[2] == 'nc' else ('frr', 'far', 'auroc')):
+            cell[m], cell[f'{m}_sd'] = mean_sd([r[m] for r in runs])
+        summary.append(cell)
+    report(args, 'detection', rows)
+    report(args, 'detection_summary', summary)
+
+
+def detection_result(method, summary):
+    """The numbers of one NC or STRIP run (main.py's summary): what the table reports."""
+    if method == 'strip':
+        return {k: summary['strip'][k] for k in ('frr', 'far', 'auroc')}
+    nc = summary['neural_cleanse']
+    others = [c for c in nc['flagged'] if c != nc['target_label']]
+    return {'anomaly_index': nc['anomaly_index'], 'target': nc['target_label'], 'flagged': ' '.join(map(str, nc['flagged'])),
+            'target_flagged': nc['target_flagged'], 'other_flagged': ' '.join(map(str, others)), **after(summary)}
+
+
 ANALYSES = {'tradeoff': tradeoff, 'protocols': protocols, 'attribution': attribution, 'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,
-            'teachers': teachers, 'all2all': all2all, 'adaptive': adaptive, 'paper_lr': paper_lr, 'nad_beta': nad_beta}
+            'teachers': teachers, 'all2all': all2all, 'adaptive': adaptive, 'paper_lr': paper_lr, 'nad_beta': nad_beta,
+            'detection': detection}

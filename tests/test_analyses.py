@@ -155,3 +155,24 @@ def test_attribution_trains_the_authors_recipe_once_and_defends_both_models(tmp_
     summary = rows(tmp_path / 'attribution_summary.csv')
     assert {(r['recipe'], r['method']) for r in summary if r['protocol']} == \
         {(r, m) for r in ('zoo', 'authors') for m in ('finetune', 'nad')}
+
+
+def test_detection_runs_nc_and_strip_on_the_zoo_model_and_on_its_nad_erased_model(tmp_path):
+    class Runner(FakeRunner):
+        def __call__(self, name, flags, need_model=False):
+            summary = super().__call__(name, flags, need_model)
+            flagged = [0, 3] if 'zoo' in name and 'seed1' in name else [0] if 'zoo' in name else []
+            return {**summary, 'neural_cleanse': {'anomaly_index': 4.0 if 'zoo' in name else 1.0, 'target_label': 0,
+                                                  'flagged': flagged, 'target_flagged': 0 in flagged},
+                    'strip': {'frr': 1.0, 'far': 20.0 if 'zoo' in name else 90.0, 'auroc': 0.9}}
+    runner = Runner()
+    analyses.detection(arguments(tmp_path, seeds=[0, 1]), runner)
+    names = [name for name, _ in runner.runs]
+    assert 'detection_badnets_nad_nc_seed1' in names and 'detection_badnets_zoo_strip_seed0' in names
+    flags = dict(runner.runs)['detection_badnets_nad_nc_seed1']
+    assert flags[flags.index('--s_model') + 1] == '/erased/badnets_nad_seed1.tar'   # the NAD run of its seed
+    assert '--s_model' not in dict(runner.runs)['detection_badnets_zoo_nc_seed0']     # the zoo model itself
+    cells = {(r['model'], r['method']): r for r in rows(tmp_path / 'detection_summary.csv')}
+    assert cells['backdoored', 'nc']['target_flagged'] == '2' and cells['backdoored', 'nc']['other_flagged'] == '1'
+    assert cells['after NAD', 'nc']['target_flagged'] == '0' and float(cells['after NAD', 'nc']['anomaly_index']) == 1.0
+    assert float(cells['backdoored', 'strip']['far']) == 20.0 and cells['backdoored', 'strip']['seeds'] == '2'
