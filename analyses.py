@@ -53,13 +53,14 @@ def method_name(method):
     return 'backdoored' if method == 'before' else DEFENSES[method].title if method in DEFENSES else method
 
 
-def finetune_then_nad(runner, ft_name, nad_name, common, teacher_at=None):
+def finetune_then_nad(runner, ft_name, nad_name, common, teacher_at=None, need_model=False):
     """Fine-tuning with the `common` flags, then NAD with the same flags taught by that fine-tuned model (which
     must therefore be on disk). Fine-tuning is `--defense finetune`, or with `teacher_at` a `--make_teacher`
-    run saving there, as Table 1's teachers are. Returns both summaries (None where not made)."""
+    run saving there, as Table 1's teachers are. Returns both summaries (None where not made); need_model:
+    NAD's erased model must be on disk too."""
     made_by = ['--make_teacher', '--t_model', teacher_at] if teacher_at else ['--defense', 'finetune']
     ft = runner(ft_name, [*common, *made_by], need_model=True)
-    return ft, ft and runner(nad_name, [*common, '--t_model', ft['checkpoint']])
+    return ft, ft and runner(nad_name, [*common, '--t_model', ft['checkpoint']], need_model)
 
 
 def report(args, name, rows):
@@ -506,16 +507,20 @@ def attribution(args, runner):
 # --- Detection: Neural Cleanse and STRIP on the zoo, before and after NAD ------------------------------------
 
 def detection(args, runner):
-    """Neural Cleanse and STRIP on every --attacks zoo model and on its NAD-erased model (Table 1's NAD run of
-    the same protocol and seed), every --seeds (the seed draws NC's clean subset and initial masks, STRIP's
+    """Neural Cleanse and STRIP on every --attacks zoo model and on its NAD-erased model (NAD as in Table 1,
+    same protocol and seed, but runs of its own: Table 1's models are not kept in git, and re-making them
+    here would replace its stored runs), every --seeds (the seed draws NC's clean subset and initial masks, STRIP's
     calibration and overlay images). Writes detection.csv (one row per run) and detection_summary.csv: per
     attack and model, NC's anomaly index, how many seeds flag the true target (and anything else), ACC/ASR
     after unlearning; STRIP's FRR, FAR and AUROC; mean and sd over the seeds. Compute: an NC run takes
-    about 5 minutes on a 2-core CPU, a STRIP run 2.5."""
+    about 5 minutes on a 2-core CPU, a STRIP run 2.5, the teacher and NAD 2.5 together."""
     rows = []
     for attack in args.attacks:
         for seed in args.seeds:
-            nad = runner.defense(attack, 'nad', seed, need_model=True)
+            name = f'detection_{attack}_teacher_seed{seed}'
+            _, nad = finetune_then_nad(runner, name, f'detection_{attack}_nad_seed{seed}',
+                                       ['--attack', attack, '--seed', seed, '--eval_every', 0],
+                                       teacher_at=os.path.join(args.models, name, 'teacher.pth.tar'), need_model=True)
             for model, path in (('backdoored', None), ('after NAD', nad and nad['checkpoint'])):
                 if model == 'after NAD' and not path:
                     continue
@@ -549,8 +554,9 @@ def detection_result(method, summary):
         return {k: summary['strip'][k] for k in ('frr', 'far', 'auroc')}
     nc = summary['neural_cleanse']
     others = [c for c in nc['flagged'] if c != nc['target_label']]
-    return {'anomaly_index': nc['anomaly_index'], 'target': nc['target_label'], 'flagged': ' '.join(map(str, nc['flagged'])),
-            'target_flagged': nc['target_flagged'], 'other_flagged': ' '.join(map(str, others)), **after(summary)}
+    return {'anomaly_index': nc['anomaly_index'], 'target': nc['target_label'],
+            'flagged': ' '.join(map(str, nc['flagged'])), 'target_flagged': nc['target_flagged'],
+            'other_flagged': ' '.join(map(str, others)), **after(summary)}
 
 
 ANALYSES = {'tradeoff': tradeoff, 'protocols': protocols, 'attribution': attribution, 'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,

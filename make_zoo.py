@@ -11,10 +11,11 @@ fine-tuned teacher (weight/t_net/).
 
 Resumable: a step whose output exists is not made again (delete a student and its teacher to re-make an
 attack). Steps run through the runner (runner.py) in batches: every step whose needs exist, side by side
-(--jobs), then the steps those unblocked; each one's output goes to logs/zoo/<step>.log. Each attack's recipe (its epochs and any other flag) is its entry in
-attacks/__init__.py (`zoo`), what zoo_sweep.py picked (docs/ZOO.md). History: cl (its PGD against the robust
-model since) and trojan (8 epochs) were trained on the CPU after the first GPU sweep; refool on a lent H200
-in a second one, after Refool's selection of its reflections; sig, with Cutout, on the CPU after both.
+(--jobs), then the steps those unblocked; each one's output goes to logs/zoo/<step>.log. Each attack's
+recipe (its epochs and any other flag) is its entry in attacks/__init__.py (`zoo`), what zoo_sweep.py
+picked (docs/ZOO.md). History: cl (its PGD against the robust model since) and trojan (8 epochs) were
+trained on the CPU after the first GPU sweep; refool on a lent H200 in a second one, after Refool's
+selection of its reflections; sig, with Cutout, on the CPU after both.
 Compute: the shipped models were trained on a lent H100 (about 2 s an epoch alone); on a 2-core CPU an
 epoch takes 40-50 s with bfloat16 (AVX512-BF16/AMX) or 90-160 s in float32 (AVX2).
 """
@@ -48,10 +49,11 @@ class Step:
 def steps(attacks):
     """Every step the attacks need, in the order the zoo was built."""
     shared = [
-        Step('clean', CLEAN, ['train_badnet.py', '--attack', 'clean', '--epochs', '10', '--seed', '0', '--output', CLEAN, *SHIP]),
+        Step('clean', CLEAN, ['train_badnet.py', '--attack', 'clean', '--epochs', '10', '--seed', '0',
+                              '--output', CLEAN, *SHIP]),
         Step('trojan_trigger', TROJAN_TRIGGER, ['-m', 'attacks.trojan', '--replace_shipped'], (CLEAN,)),
-        Step('robust', ROBUST, ['train_badnet.py', '--attack', 'clean', '--adv_eps', '0.0314', '--epochs', '5', '--seed', '0',
-                                '--output', ROBUST, *SHIP]),
+        Step('robust', ROBUST, ['train_badnet.py', '--attack', 'clean', '--adv_eps', '0.0314', '--epochs', '5',
+                                '--seed', '0', '--output', ROBUST, *SHIP]),
         Step('refool_candidates', CANDIDATES, ['train_badnet.py', '--attack', 'refool', '--trigger_type',
                                                'refoolCandidatesTrigger', '--epochs', '10', '--seed', '0',
                                                '--output', CANDIDATES, *SHIP]),
@@ -104,8 +106,8 @@ def main():
         ready = [s for s in plan if not exists(s.output) and s.name not in failed and all(map(exists, s.needs))]
         if not ready:
             break
-        done = launch([Run(s.name, s.command, os.path.join(ROOT, s.output), os.path.join(ROOT, 'logs', 'zoo', f'{s.name}.log'))
-                       for s in ready], args)
+        done = launch([Run(s.name, s.command, os.path.join(ROOT, s.output),
+                           os.path.join(ROOT, 'logs', 'zoo', f'{s.name}.log')) for s in ready], args)
         for o in done:
             if o.ok and not os.path.isfile(o.run.result):
                 o.ok, o.why = False, f'exited 0 but left no {o.run.result}'
@@ -113,7 +115,8 @@ def main():
         outcomes += done
     report_failures(outcomes)
     missing = [s.output for s in plan if not exists(s.output)]
-    print(f'zoo: {sum(o.ok for o in outcomes)} steps made; ' + (f"missing: {' '.join(missing)}" if missing else 'complete'))
+    made = sum(o.ok for o in outcomes)
+    print(f"zoo: {made} steps made; " + (f"missing: {' '.join(missing)}" if missing else 'complete'))
 
 
 if __name__ == '__main__':

@@ -105,6 +105,8 @@ class Runner:
         self.counted = set()  # result paths counted as made or found done: each run counted once
         self.failed = {}      # result path -> its Outcome: not tried again by this invocation
         self.launched = {}    # result path -> its Run, for every run made by this invocation
+        self.producers = {}   # model path -> (script, name, flags, result path) of the run that writes it
+        self.final = False    # the last pass: every run is stored
         self.new_pass()
 
     def new_pass(self):
@@ -112,6 +114,7 @@ class Runner:
         self.planned = {}     # result path -> the Run this pass plans
         self.outputs = set()  # the models the planned runs will write: runs reading one wait
         self.waiting = {}     # result path -> (run name, the missing model it reads)
+        self.blocked = 0      # runs waiting for their teacher
 
     def drive(self, work):
         """work(args) until nothing is missing; every pass but the last gets args with dry_run set."""
@@ -119,6 +122,9 @@ class Runner:
         while True:
             self.new_pass()
             work(planning_args)
+            if self.args.dry_run:
+                print(f'{len(self.planned)} runs to make first; {len(self.waiting) + self.blocked} more known to wait '
+                      'for models these make (runs built on their results are planned once those exist)', flush=True)
             if not self.planned or self.args.dry_run:
                 break
             self.launched.update(self.planned)
@@ -129,6 +135,7 @@ class Runner:
         if self.waiting:
             names = '; '.join(f'{name} reads {model}' for name, model in list(self.waiting.values())[:5])
             raise UserError(f'{len(self.waiting)} run(s) cannot start, a model they read is missing: {names}')
+        self.final = True
         work(self.args)
 
     def __call__(self, name, flags, need_model=False):
@@ -146,6 +153,7 @@ class Runner:
             key = flag(flags, '--attack'), flag(flags, '--seed', '0'), flag(flags, '--protocol')
             record = self.teacher(*key, need_model=False)
             if record is None:  # the teacher is being made first
+                self.blocked += 1
                 return None
             flags += ['--t_model', record['checkpoint']]
             teacher = (record, lambda: self.teacher(*key, need_model=True))
@@ -196,6 +204,8 @@ class Runner:
         else None, the run planned for this pass once its teacher's model is on disk. `teacher`: (the
         teacher run's summary, a function that returns it once its model is on disk)."""
         where = at_root(path)  # the runs resolve their paths from ROOT, where they run
+        for model in models_written(flags):
+            self.producers[at_root(model)] = (script, name, flags, path)
         if (where, need_model) in self.seen:
             return self.seen[where, need_model]
         summary, why = stored_run(where, flags, need_model)
@@ -207,12 +217,23 @@ class Runner:
             self.counted.add(where)
             self.seen[where, need_model] = summary
             return summary
-        if where in self.failed or where in self.planned or (teacher is not None and teacher[1]() is None):
+        if self.final:  # drive reaches the last pass only when every run is stored
+            raise RuntimeError(f'{name} is not stored in the last pass ({why})')
+        if where in self.failed or where in self.planned:
+            return None
+        if teacher is not None and teacher[1]() is None:
+            self.blocked += 1
             return None
         if where in self.launched:  # made by this invocation, exited 0, and still not a finished run
-            self.failed[where] = Outcome(self.launched[where], False, 0.0, f'exited 0 but its result {why}')
+            why = f"exited 0 but its result {why or 'is missing'}"
+            self.failed[where] = Outcome(self.launched[where], False, 0.0, why)
             return None
-        missing = [m for m in models_read(flags) if at_root(m) in self.outputs or not os.path.isfile(at_root(m))]
+        missing = []
+        for model in map(at_root, models_read(flags)):
+            if model not in self.outputs and not os.path.isfile(model) and model in self.producers:
+                self.run(*self.producers[model], need_model=True)  # its run is stored, its model is not: make it again
+            if model in self.outputs or not os.path.isfile(model):
+                missing.append(model)
         if missing:
             self.waiting[where] = (name, missing[0])
             return None

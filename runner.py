@@ -55,8 +55,9 @@ def add_arguments(parser):
 
 
 def check_launch_arguments(args):
-    if min(args.jobs, args.cpus_per_run, args.slurm_array_parallelism, args.threads or 1) < 1 or \
-            args.gpus_per_run < 0 or (args.time is not None and not args.time > 0):
+    threads = 1 if args.threads is None else args.threads
+    if min(args.jobs, args.cpus_per_run, args.slurm_array_parallelism, threads) < 1 or args.gpus_per_run < 0 or \
+            (args.time is not None and not args.time > 0):
         raise UserError('--jobs, --cpus_per_run, --slurm_array_parallelism and --threads must be at least 1, '
                         '--gpus_per_run at least 0 and --time positive')
     if any('=' not in item for item in args.slurm):
@@ -121,7 +122,7 @@ def launch(runs, args, on_done=None):
         executor = submitit.AutoExecutor(folder=folder, cluster='slurm', slurm_max_num_timeout=0)
         executor.update_parameters(timeout_min=math.ceil(args.time or 360),
                                    slurm_setup=[f'export PYTHONPATH={shlex.quote(ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}'])
-        return slurm(executor, runs, args, args.threads or args.cpus_per_run, finish)
+        return slurm(executor, runs, args, args.threads or args.cpus_per_run, finish, on_done)
     paths = os.environ.get('PYTHONPATH', '').split(os.pathsep)
     if ROOT not in paths:  # the local workers inherit this environment
         os.environ['PYTHONPATH'] = os.pathsep.join([ROOT, *filter(None, paths)])
@@ -158,7 +159,7 @@ def local(executor, runs, jobs, threads, finish):
     return done
 
 
-def slurm(executor, runs, args, threads, finish):
+def slurm(executor, runs, args, threads, finish, on_done=None):
     """One job array for the batch; results are collected as its tasks finish. A task that leaves the queue
     without a result (scancel, a node lost, a hard kill) is reported as stopped."""
     extra = dict(item.split('=', 1) for item in args.slurm)
@@ -180,10 +181,15 @@ def slurm(executor, runs, args, threads, finish):
         while pending:
             queued = squeue(array)
             for job in list(pending):
-                # two polls in a row out of the queue with no result: stopped (not just between squeue and its pickle)
-                missing[job] = missing.get(job, 0) + 1 if queued is not None and job.job_id not in queued else 0
-                if job.done() or missing[job] > 2:
+                if job.done():
                     done.append(finish(pending.pop(job), job))
+                    continue
+                # Three polls in a row out of the queue and no result (not just between squeue and its pickle):
+                # stopped. Its result is not waited for: without Slurm's accounting submitit would wait forever.
+                missing[job] = missing.get(job, 0) + 1 if queued is not None and job.job_id not in queued else 0
+                if missing[job] > 2:
+                    done.append(announce(Outcome(pending.pop(job), False, 0.0, STOPPED + f"; submitit's own log: "
+                                                 f'{job.paths.stderr}'), on_done))
             time.sleep(2)
     finally:
         for job in pending:
@@ -203,6 +209,9 @@ def squeue(array):
     return set(out.stdout.split())
 
 
+STOPPED = 'stopped before it finished: over --time, cancelled, or its worker died'
+
+
 def outcome_of(run, job, on_done=None):
     from submitit.core.utils import FailedJobError, UncompletedJobError
     try:
@@ -215,8 +224,7 @@ def outcome_of(run, job, on_done=None):
         outcome = Outcome(run, False, 0.0, f"the job raised {errors[-1] if errors else 'an error'}; "
                                            f"submitit's own log: {job.paths.stderr}")
     except UncompletedJobError:
-        outcome = Outcome(run, False, 0.0, f'stopped before it finished: over --time, cancelled, or its worker died; '
-                                           f"submitit's own log: {job.paths.stderr}")
+        outcome = Outcome(run, False, 0.0, STOPPED + f"; submitit's own log: {job.paths.stderr}")
     return announce(outcome, on_done)
 
 

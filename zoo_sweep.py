@@ -7,9 +7,9 @@
 
 Each variant is one `python train_badnet.py --attack A --epochs E [flags] --seed S` process, trained from
 scratch with the defaults (lr 0.1, batch 128, weight decay 5e-4, crop + flip) but for its flags, saved as
-weight/sweep/<name>.pth.tar, its per-epoch CSV, JSON and output (.log) in results/sweep/; the variants
-go through the runner (runner.py: --launcher, --jobs, ...); the log is badnet_<name>.log. A variant whose checkpoint holds its last
-epoch is not trained again.
+weight/sweep/<name>.pth.tar, its per-epoch CSV, JSON and output in results/sweep/badnet_<name>.{csv,json,log};
+the variants go through the runner (runner.py: --launcher, --jobs, ...). A variant whose checkpoint holds
+its last epoch is not trained again.
 results/sweep/summary.csv lists every variant's final ACC and ASR (measured in float32) next to the
 paper's Table 3 (rows of variants outside this sweep are kept). --match and --seeds pick a subset.
 
@@ -101,8 +101,8 @@ def final_checkpoint(variant):
 
 def train_all(args, todo):
     """Train the variants through the runner; returns {name: 'done' | 'failed'}."""
-    runs = [Run(v.name, ['train_badnet.py', *map(str, v.flags)], os.path.join(ROOT, args.results, f'badnet_{v.name}.json'),
-                os.path.join(ROOT, args.results, f'badnet_{v.name}.log')) for v in todo]
+    stem = lambda v: os.path.join(ROOT, args.results, f'badnet_{v.name}')  # noqa: E731 - train_badnet.py's names
+    runs = [Run(v.name, ['train_badnet.py', *map(str, v.flags)], stem(v) + '.json', stem(v) + '.log') for v in todo]
     return {o.run.name: 'done' if o.ok else 'failed' for o in launch(runs, args)}
 
 

@@ -170,7 +170,10 @@ def test_detection_runs_nc_and_strip_on_the_zoo_model_and_on_its_nad_erased_mode
     names = [name for name, _ in runner.runs]
     assert 'detection_badnets_nad_nc_seed1' in names and 'detection_badnets_zoo_strip_seed0' in names
     flags = dict(runner.runs)['detection_badnets_nad_nc_seed1']
-    assert flags[flags.index('--s_model') + 1] == '/erased/badnets_nad_seed1.tar'   # the NAD run of its seed
+    assert flags[flags.index('--s_model') + 1] == '/erased/detection_badnets_nad_seed1.tar'   # NAD of its seed
+    teacher = dict(runner.runs)['detection_badnets_teacher_seed1']          # made as Table 1's, under its own name
+    assert '--make_teacher' in teacher and dict(runner.runs)['detection_badnets_nad_seed1'][-1] == \
+        '/erased/detection_badnets_teacher_seed1.tar'
     assert '--s_model' not in dict(runner.runs)['detection_badnets_zoo_nc_seed0']     # the zoo model itself
     cells = {(r['model'], r['method']): r for r in rows(tmp_path / 'detection_summary.csv')}
     assert cells['backdoored', 'nc']['target_flagged'] == '2' and cells['backdoored', 'nc']['other_flagged'] == '1'

@@ -261,9 +261,14 @@ def test_drive_makes_runs_in_passes_each_waiting_for_the_models_it_reads(tmp_pat
     again = rp.Runner(get_arguments().parse_args(['--results', results, '--protocols', 'code', '--device', 'cpu']))
     again.drive(work(again, ['teacher', 'taught']))                # everything stored: nothing launched
     assert len(batches) == 2 and again.made == 0 and again.skipped == 2 and len(written) == 2
+    os.remove(tmp_path / 'teacher.pth.tar')   # its run stays stored, its model is gone (as in a fresh clone)
+    batches.clear()
+    again = rp.Runner(get_arguments().parse_args(['--results', results, '--protocols', 'code', '--device', 'cpu']))
+    again.drive(work(again, ['teacher', 'new_pupil']))             # a new run reads it: it is made again first
+    assert batches == [['teacher_code'], ['new_pupil_code']] and len(written) == 3
     for broken in ('bad', 'empty'):
         batches.clear()
         runner = rp.Runner(get_arguments().parse_args(['--results', results, '--protocols', 'code']))
         with pytest.raises(UserError, match=f'1 run\\(s\\) failed.*{broken}_teacher_code'):
             runner.drive(work(runner, [f'{broken}_teacher', f'{broken}_taught']))
-        assert batches == [[f'{broken}_teacher_code']] and len(written) == 2  # never its pupil, nor the table
+        assert batches == [[f"{broken}_teacher_code"]] and len(written) == 3  # never its pupil, nor the table

@@ -67,7 +67,8 @@ def test_the_zoo_plan_makes_what_each_attack_needs_first():
     assert list(refool) == ['refool_candidates', 'refool_selection', 'refool', 'teacher_refool']
     assert refool['refool'].needs == (make_zoo.REFOOL_SELECTION,) and refool['teacher_refool'].needs == \
         ('weight/s_net/WRN-16-1-refool.pth.tar',)
-    assert all(make_zoo.exists(s.output) for s in make_zoo.steps(list(make_zoo.ZOO_ATTACKS)) if s.name != 'teacher_refool_pl')
+    everything = make_zoo.steps(list(make_zoo.ZOO_ATTACKS))
+    assert all(make_zoo.exists(s.output) for s in everything if s.name != 'teacher_refool_pl')   # the shipped zoo
 
 
 def test_a_run_over_its_time_is_stopped_reported_and_leaves_no_process(tmp_path):
@@ -107,8 +108,10 @@ def test_a_grid_on_slurm_makes_exactly_what_the_local_launcher_made(grid, tmp_pa
                         for root in (tmp_path, local))
         metrics = [{k: v for k, v in run['after'].items() if k != 'seconds'} for run in (ours, theirs)]
         assert metrics[0] == metrics[1] and {'acc', 'asr', 'ra'} <= set(metrics[0])
-        with open(tmp_path / 'results' / 'grid' / f'{name}.csv') as a, open(local / 'results' / 'grid' / f'{name}.csv') as b:
-            rows = [[{k: v for k, v in r.items() if k != 'seconds'} for r in csv.DictReader(f)] for f in (a, b)]
+        rows = []
+        for root in (tmp_path, local):
+            with open(root / 'results' / 'grid' / f'{name}.csv') as f:
+                rows.append([{k: v for k, v in r.items() if k != 'seconds'} for r in csv.DictReader(f)])
         assert rows[0] == rows[1] and len(rows[0]) >= 1                   # the same per-epoch numbers
         assert (tmp_path / 'results' / 'grid' / f'{name}.log').exists()    # its log, next to its result
 
@@ -133,3 +136,41 @@ def test_a_cancelled_slurm_run_is_reported_and_the_others_finish(tmp_path):
     assert {o.run.name: o.ok for o in outcomes} == {'good': True, 'doomed': False}
     assert [o.why for o in outcomes if not o.ok] != ['']     # says why: killed by a signal, or stopped
     assert stored_run(good.result, flags)[0] is not None and stored_run(doomed.result, flags)[0] is None
+
+
+def test_a_slurm_task_gone_from_the_queue_without_a_result_is_reported_not_awaited(tmp_path, monkeypatch):
+    """Where Slurm keeps no accounting (sacct), submitit cannot tell that a task killed outright (SIGKILL, a
+    lost node) will never write its result: the runner must, from squeue, and not wait for it."""
+    import contextlib
+    import types
+    import runner
+
+    class Job:
+        job_id, paths = '7_0', types.SimpleNamespace(stderr=tmp_path / '7_0_log.err')
+        cancelled = False
+
+        def done(self):
+            return False
+
+        def result(self):
+            raise AssertionError('waited for a result that will never come')
+
+        def cancel(self, check=True):
+            Job.cancelled = True
+
+    class Executor:
+        def update_parameters(self, **kw):
+            pass
+
+        def batch(self):
+            return contextlib.nullcontext()
+
+        def submit(self, *a):
+            return Job()
+    monkeypatch.setattr(runner, 'squeue', lambda array: set())                    # the array left the queue
+    monkeypatch.setattr(runner, 'time', types.SimpleNamespace(sleep=lambda s: None))
+    lost, _ = script_run(tmp_path, 'lost', '')
+    seen = []
+    outcomes = runner.slurm(Executor(), [lost], launch_args('--launcher', 'slurm'), 2, None, seen.append)
+    assert [(o.run.name, o.ok) for o in outcomes] == [('lost', False)] and seen == outcomes
+    assert outcomes[0].why.startswith('stopped before it finished') and not Job.cancelled
