@@ -96,13 +96,26 @@ def execute(run, threads, gpu):
     with open(run.log, 'w') as log:
         log.write(f"$ python {' '.join(run.command)}\n")
         log.flush()
-        # A stop (SIGINT from submitit's local executor) raises here, and subprocess.run then kills the command.
+        # A stop (SIGINT from submitit's local executor) raises here, and subprocess.run then kills the command;
+        # if the worker is killed outright first, the command gets SIGKILL from the kernel (die_with).
         code = subprocess.run([sys.executable, *run.command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              env=env).returncode
+                              env=env, preexec_fn=functools.partial(die_with, os.getpid())).returncode
     seconds = time.perf_counter() - start
     if code == 0 and run.seal is not None:
         run.seal(seconds)
     return code, seconds
+
+
+def die_with(parent):
+    """In the command's process before it starts: be killed when `parent` (the worker) dies (Linux's
+    PR_SET_PDEATHSIG), so that a stopped run never leaves its command running."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the launcher's own stop still reaches it
+        return
+    if os.getppid() != parent:  # the worker died before the line above: do not start
+        os._exit(1)
 
 
 # --- launching a batch of runs ------------------------------------------------------------------------------
