@@ -509,8 +509,8 @@ def attribution(args, runner):
 def detection(args, runner):
     """Neural Cleanse and STRIP on every --attacks zoo model and on its NAD-erased model (NAD as in Table 1,
     same protocol and seed, but runs of its own: Table 1's models are not kept in git, and re-making them
-    here would replace its stored runs), every --seeds (the seed draws NC's clean subset and initial masks, STRIP's
-    calibration and overlay images). Writes detection.csv (one row per run) and detection_summary.csv: per
+    here would replace its stored runs), every --seeds (the seed draws NC's clean subset and initial masks,
+    STRIP's calibration and overlay images). Writes detection.csv (one row per run) and detection_summary.csv: per
     attack and model, NC's anomaly index, how many seeds flag the true target (and anything else), ACC/ASR
     after unlearning; STRIP's FRR, FAR and AUROC; mean and sd over the seeds. Compute: an NC run takes
     about 5 minutes on a 2-core CPU, a STRIP run 2.5, the teacher and NAD 2.5 together."""

@@ -129,13 +129,12 @@ def launch(runs, args, on_done=None):
         return []
     import submitit
     folder = os.path.join(ROOT, 'logs', 'submitit', '%j')
-    finish = functools.partial(outcome_of, on_done=on_done)
     if args.launcher == 'slurm':
         # A run over its time is reported, never requeued. The worker imports this module: put it on its path.
         executor = submitit.AutoExecutor(folder=folder, cluster='slurm', slurm_max_num_timeout=0)
         executor.update_parameters(timeout_min=math.ceil(args.time or 360),
                                    slurm_setup=[f'export PYTHONPATH={shlex.quote(ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}'])
-        return slurm(executor, runs, args, args.threads or args.cpus_per_run, finish, on_done)
+        return slurm(executor, runs, args, args.threads or args.cpus_per_run, on_done)
     paths = os.environ.get('PYTHONPATH', '').split(os.pathsep)
     if ROOT not in paths:  # the local workers inherit this environment
         os.environ['PYTHONPATH'] = os.pathsep.join([ROOT, *filter(None, paths)])
@@ -143,10 +142,10 @@ def launch(runs, args, on_done=None):
     # gpus_per_node 0: submitit hides every GPU from the worker; execute() hands each run its own.
     executor.update_parameters(timeout_min=args.time or 60 * 24 * 365, gpus_per_node=0)
     threads = args.threads or (None if args.jobs == 1 else max(1, len(os.sched_getaffinity(0)) // args.jobs))
-    return local(executor, runs, args.jobs, threads, finish)
+    return local(executor, runs, args.jobs, threads, on_done)
 
 
-def local(executor, runs, jobs, threads, finish):
+def local(executor, runs, jobs, threads, on_done=None):
     """At most `jobs` runs at once; slot k gets visible GPU k mod (their number), none on a CPU-only machine."""
     gpus = visible_gpus()
     queue, running, done = list(runs), {}, []
@@ -161,7 +160,7 @@ def local(executor, runs, jobs, threads, finish):
                 running[slot] = (run, job)
             for slot, (run, job) in list(running.items()):
                 if job.done():
-                    done.append(finish(run, job))
+                    done.append(outcome_of(run, job, on_done))
                     del running[slot]
                     if done[-1].ok:  # submitit's pickles and its own logs of a clean run: nothing to keep
                         shutil.rmtree(job.paths.folder, ignore_errors=True)
@@ -172,7 +171,7 @@ def local(executor, runs, jobs, threads, finish):
     return done
 
 
-def slurm(executor, runs, args, threads, finish, on_done=None):
+def slurm(executor, runs, args, threads, on_done=None):
     """One job array for the batch; results are collected as its tasks finish. A task that leaves the queue
     without a result (scancel, a node lost, a hard kill) is reported as stopped."""
     extra = dict(item.split('=', 1) for item in args.slurm)
@@ -195,7 +194,7 @@ def slurm(executor, runs, args, threads, finish, on_done=None):
             queued = squeue(array)
             for job in list(pending):
                 if job.done():
-                    done.append(finish(pending.pop(job), job))
+                    done.append(outcome_of(pending.pop(job), job, on_done))
                     continue
                 # Three polls in a row out of the queue and no result (not just between squeue and its pickle):
                 # stopped. Its result is not waited for: without Slurm's accounting submitit would wait forever.

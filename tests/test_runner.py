@@ -171,6 +171,6 @@ def test_a_slurm_task_gone_from_the_queue_without_a_result_is_reported_not_await
     monkeypatch.setattr(runner, 'time', types.SimpleNamespace(sleep=lambda s: None))
     lost, _ = script_run(tmp_path, 'lost', '')
     seen = []
-    outcomes = runner.slurm(Executor(), [lost], launch_args('--launcher', 'slurm'), 2, None, seen.append)
+    outcomes = runner.slurm(Executor(), [lost], launch_args('--launcher', 'slurm'), 2, seen.append)
     assert [(o.run.name, o.ok) for o in outcomes] == [('lost', False)] and seen == outcomes
     assert outcomes[0].why.startswith('stopped before it finished') and not Job.cancelled
