@@ -36,7 +36,7 @@ from attacks import ATTACKS, build_trigger
 from defenses import DEFENSES
 from data_loader import DATA_ROOT, DatasetBD, load_dataset
 from models import ARCHS, select_model
-from utils.files import write_csv
+from utils.files import atomic_write, write_csv
 from utils.figures import pyplot, save_figure
 
 RATIOS = (0.01, 0.05, 0.10, 0.15, 0.20)
@@ -493,15 +493,52 @@ def attribution(args, runner):
                           **after(s), 'ra': s['after'].get('ra')} for (recipe, method), s in runs.items() if s]
     if not rows or args.dry_run:
         return
+    for attack in dict.fromkeys(r['attack'] for r in rows):  # the zoo model as Table 1 measured it
+        before = runner.before(attack)
+        rows.append({'attack': attack, 'recipe': 'zoo', 'protocol': None, 'method': 'before', 'seed': 0,
+                     **{m: before[m] for m in ('acc', 'asr', 'ra')}})
     summary = []
     for key in dict.fromkeys((r['attack'], r['recipe'], r['protocol'], r['method']) for r in rows):
         runs = [r for r in rows if (r['attack'], r['recipe'], r['protocol'], r['method']) == key]
         cell = dict(zip(('attack', 'recipe', 'protocol', 'method'), key), seeds=len(runs))
-        for m in ('asr', 'acc'):
+        for m in ('asr', 'acc', 'ra'):
             cell[m], cell[f'{m}_sd'] = mean_sd([r[m] for r in runs])
+        if key[3] == 'nad':  # paired by seed: the fine-tuned model of the same seed is this NAD run's teacher
+            ft = {r['seed']: r['asr'] for r in rows if (r['attack'], r['recipe'], r['protocol'], r['method']) ==
+                  (*key[:3], 'finetune')}
+            cell['nad_minus_ft_asr'], cell['nad_minus_ft_asr_sd'] = mean_sd([r['asr'] - ft[r['seed']] for r in runs])
         summary.append(cell)
     report(args, 'attribution', rows)
     report(args, 'attribution_summary', summary)
+    markdown = attribution_markdown(summary, args.seeds)
+    atomic_write(os.path.join(args.results, 'attribution.md'), lambda f: f.write(markdown.encode()))
+    print(markdown)
+
+
+def attribution_markdown(summary, seeds):
+    """One row per attack, backdoor recipe and protocol: the backdoored model, fine-tuning, NAD (ASR / ACC) and
+    NAD's ASR minus fine-tuning's, paired by seed."""
+    cells = {(c['attack'], c['recipe'], c['protocol'], c['method']): c for c in summary}
+
+    def number(c, m):
+        return f"{c[m]:.2f}" if c['seeds'] == 1 else f"{c[m]:.2f}+-{c[f'{m}_sd']:.2f}"
+
+    lines = [f"ASR / ACC in %, mean +- sd over seeds {' '.join(map(str, seeds))} (the seed draws the clean subset, "
+             "the augmentation and the teacher); NAD - FT: NAD's ASR minus fine-tuning's, paired by seed. Backdoor "
+             "recipe: zoo = train_badnet.py's defaults, authors = the original repository's (`--recipe authors`).",
+             '', '| attack | backdoor recipe | before | protocol | fine-tuning | NAD | NAD - FT ASR |',
+             '|---|---|---|---|---|---|---|']
+    for attack, recipe in dict.fromkeys(k[:2] for k in cells):
+        before = cells.get((attack, recipe, None, 'before'))
+        for protocol in PROTOCOLS:
+            ft, nad = cells.get((attack, recipe, protocol, 'finetune')), cells.get((attack, recipe, protocol, 'nad'))
+            if not (ft and nad):
+                continue
+            lines.append(f"| {attack} | {recipe} | " +
+                         (f"{before['asr']:.2f} / {before['acc']:.2f}" if before else '-') +
+                         f" | {protocol} | {number(ft, 'asr')} / {number(ft, 'acc')} | {number(nad, 'asr')} / "
+                         f"{number(nad, 'acc')} | {number(nad, 'nad_minus_ft_asr')} |")
+    return '\n'.join(lines) + '\n'
 
 
 # --- Detection: Neural Cleanse and STRIP on the zoo, before and after NAD ------------------------------------

@@ -188,6 +188,10 @@ class Runner:
                  *defense_flags(defense, self.args)]
         return self(self.cell_name(attack, defense, seed, protocol), flags, need_model)
 
+    def before(self, attack):
+        """ACC, ASR and RA of the zoo's backdoored model (Table 1's "before")."""
+        return zoo_before(self.args, attack)
+
     def train(self, name, flags):
         """`python train_badnet.py FLAGS` (FLAGS must name --output <dir>/<name>.pth.tar)."""
         return self.run('train_badnet.py', name, self.common(flags), os.path.join(self.grid, f'badnet_{name}.json'))

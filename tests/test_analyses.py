@@ -137,11 +137,16 @@ def test_protocols_runs_the_quick_start_model_under_each_protocol_with_its_own_t
 
 
 def test_attribution_trains_the_authors_recipe_once_and_defends_both_models(tmp_path):
-    runner = FakeRunner()
+    class Runner(FakeRunner):  # NAD leaves 2 points less ASR than fine-tuning
+        def __call__(self, name, flags, need_model=False):
+            summary = super().__call__(name, flags, need_model)
+            return {**summary, 'after': {**summary['after'], 'asr': 3.0 if 'nad' in name else 5.0}}
+    runner = Runner()
     trained = []
     runner.train = lambda name, flags: trained.append((name, [str(f) for f in flags])) or \
         {'final': {'acc': 80.0, 'asr': 100.0, 'ra': 0.0}}
-    analyses.attribution(arguments(tmp_path, seeds=[0], attacks=['badnets', 'trojan', 'blend', 'sig']), runner)
+    runner.before = lambda attack: {'acc': 85.0, 'asr': 99.0, 'ra': 1.0}
+    analyses.attribution(arguments(tmp_path, seeds=[0, 1], attacks=['badnets', 'trojan', 'blend', 'sig']), runner)
     assert [n for n, _ in trained] == [f'WRN-16-1-{a}-authors' for a in analyses.ATTRIBUTION_ATTACKS]
     recipe = trained[0][1]
     assert recipe[recipe.index('--recipe') + 1] == 'authors' and recipe[-1] == analyses.authors_model('badnets')
@@ -149,12 +154,17 @@ def test_attribution_trains_the_authors_recipe_once_and_defends_both_models(tmp_
     nad = flags['sig-authors_nad_paper_seed0']
     assert nad[nad.index('--s_model') + 1] == analyses.authors_model('sig')
     assert nad[nad.index('--t_model') + 1] == '/erased/sig-authors_teacher_paper_seed0.tar'
-    assert 'trojan_nad_seed0_paper-lr0.01' in flags                     # the zoo model's runs are Table 1's
+    assert 'trojan_nad_seed1_paper-lr0.01' in flags                     # the zoo model's runs are Table 1's
     table = rows(tmp_path / 'attribution.csv')
-    assert len(table) == 3 * (1 + 3 * 4)                              # before + protocols x (2 recipes x 2 methods)
+    assert len(table) == 3 * (2 + 2 * 3 * 4)               # 2 befores + seeds x protocols x (2 recipes x 2 methods)
     summary = rows(tmp_path / 'attribution_summary.csv')
     assert {(r['recipe'], r['method']) for r in summary if r['protocol']} == \
         {(r, m) for r in ('zoo', 'authors') for m in ('finetune', 'nad')}
+    assert {r['nad_minus_ft_asr'] for r in summary if r['method'] == 'nad'} == {'-2.0'}
+    markdown = (tmp_path / 'attribution.md').read_text().splitlines()
+    assert '| sig | zoo | 99.00 / 85.00 | code | 5.00+-0.00 / 82.00+-0.00 | 3.00+-0.00 / 82.00+-0.00 | -2.00+-0.00 |' \
+        in markdown
+    assert sum(line.startswith('| sig | authors | 100.00 / 80.00 |') for line in markdown) == 3
 
 
 def test_detection_runs_nc_and_strip_on_the_zoo_model_and_on_its_nad_erased_model(tmp_path):
