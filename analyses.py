@@ -54,12 +54,13 @@ def method_name(method):
 
 
 def finetune_then_nad(runner, ft_name, nad_name, common, teacher_at=None, need_model=False):
-    """Fine-tuning with the `common` flags, then NAD with the same flags taught by that fine-tuned model (which
-    must therefore be on disk). Fine-tuning is `--defense finetune`, or with `teacher_at` a `--make_teacher`
-    run saving there, as Table 1's teachers are. Returns both summaries (None where not made); need_model:
-    NAD's erased model must be on disk too."""
+    """Fine-tuning with the `common` flags, then NAD with the same flags taught by that fine-tuned model.
+    Fine-tuning is `--defense finetune`, or with `teacher_at` a `--make_teacher` run saving there, as Table
+    1's teachers are. Returns both summaries (None where not made); need_model: NAD's erased model must be on
+    disk too. A stored NAD run needs its teacher's record, not its model file (a grid copied from another
+    machine brings JSON files only); the runner makes the teacher again when a NAD run still to make reads it."""
     made_by = ['--make_teacher', '--t_model', teacher_at] if teacher_at else ['--defense', 'finetune']
-    ft = runner(ft_name, [*common, *made_by], need_model=True)
+    ft = runner(ft_name, [*common, *made_by])
     return ft, ft and runner(nad_name, [*common, '--t_model', ft['checkpoint']], need_model)
 
 

@@ -220,6 +220,36 @@ def test_nad_minus_fine_tuning_is_paired_by_seed(tmp_path, monkeypatch):
     assert '| SIG | -2.00+-1.41 | +0.00+-0.00 | - |' in (tmp_path / 'table1_code_badnets-sig_finetune-nad_seeds0-1.md').read_text()
 
 
+def test_an_analysis_pair_stored_elsewhere_is_not_made_again_for_its_teachers_model(tmp_path, capsys):
+    """finetune_then_nad on a grid copied from another machine (JSON files, no models): both stored runs are
+    found; a NAD run still to make has its teacher made again first."""
+    import analyses
+    from utils.files import file_sha256
+    runner = Runner(get_arguments().parse_args(['--results', str(tmp_path), '--models', str(tmp_path / 'm'),
+                                                '--protocols', 'code', '--dry_run']))
+    (tmp_path / 'grid').mkdir()
+    teacher = tmp_path / 'm' / 'ft' / 'teacher.pth.tar'
+    common = ['--attack', 'badnets', '--seed', '0', '--protocol', 'code']
+
+    def store(name, flags, checkpoint, **extra):
+        (tmp_path / 'grid' / f'{name}.csv').write_text('epoch,acc\n1,80.0\n')
+        summary = {'flags': runner.common(flags) + ['--run_name', name, '--checkpoint_root', str(tmp_path / 'm' / name)],
+                   'after': {'acc': 80.0, 'asr': 3.0}, 'config': {}, 'checkpoint': checkpoint, **extra}
+        seal(summary, str(tmp_path / 'grid' / f'{name}.json'))
+    teacher.parent.mkdir(parents=True)
+    teacher.write_bytes(b'teacher weights')
+    store('ft', [*common, '--make_teacher', '--t_model', str(teacher)], str(teacher))
+    store('nad', [*common, '--t_model', str(teacher)], str(tmp_path / 'nad.tar'),
+          teacher_checkpoint={'path': str(teacher), 'sha256': file_sha256(str(teacher))})
+    teacher.unlink()
+    ft, nad = analyses.finetune_then_nad(runner, 'ft', 'nad', common, teacher_at=str(teacher))
+    assert ft and nad and '$ python' not in capsys.readouterr().out         # both found: nothing to make
+    runner.new_pass()
+    ft, nad = analyses.finetune_then_nad(runner, 'ft', 'new_nad', common, teacher_at=str(teacher))
+    planned = capsys.readouterr().out
+    assert ft and nad is None and '--run_name ft ' in planned and 'new_nad' not in planned  # teacher first
+
+
 def test_drive_makes_runs_in_passes_each_waiting_for_the_models_it_reads(tmp_path, monkeypatch):
     """reproduce.Runner.drive with a stand-in launch: a run reading a model another run writes waits for the
     next pass; the outputs are written once, from the last pass; a failed run stops the grid (after the
