@@ -521,8 +521,8 @@ def attribution_markdown(summary, seeds):
     NAD's ASR minus fine-tuning's, paired by seed."""
     cells = {(c['attack'], c['recipe'], c['protocol'], c['method']): c for c in summary}
 
-    def number(c, m):
-        return f"{c[m]:.2f}" if c['seeds'] == 1 else f"{c[m]:.2f}+-{c[f'{m}_sd']:.2f}"
+    def number(c, m, form='.2f'):
+        return f"{c[m]:{form}}" if c['seeds'] == 1 else f"{c[m]:{form}}+-{c[f'{m}_sd']:.2f}"
 
     lines = [f"ASR / ACC in %, mean +- sd over seeds {' '.join(map(str, seeds))} (the seed draws the clean subset, "
              "the augmentation and the teacher); NAD - FT: NAD's ASR minus fine-tuning's, paired by seed. Backdoor "
@@ -538,7 +538,7 @@ def attribution_markdown(summary, seeds):
             lines.append(f"| {attack} | {recipe} | " +
                          (f"{before['asr']:.2f} / {before['acc']:.2f}" if before else '-') +
                          f" | {protocol} | {number(ft, 'asr')} / {number(ft, 'acc')} | {number(nad, 'asr')} / "
-                         f"{number(nad, 'acc')} | {number(nad, 'nad_minus_ft_asr')} |")
+                         f"{number(nad, 'acc')} | {number(nad, 'nad_minus_ft_asr', '+.2f')} |")
     return '\n'.join(lines) + '\n'
 
 
