@@ -16,7 +16,6 @@ written by the run's own job after the command exits cleanly), so a run interrup
 taken for a finished one.
 """
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -97,25 +96,32 @@ def execute(run, threads, gpu):
         log.write(f"$ python {' '.join(run.command)}\n")
         log.flush()
         # A stop (SIGINT from submitit's local executor) raises here, and subprocess.run then kills the command;
-        # if the worker is killed outright first, the command gets SIGKILL from the kernel (die_with).
+        # if the worker is killed outright first, the command gets SIGKILL from the kernel (die_with_worker).
         code = subprocess.run([sys.executable, *run.command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              env=env, preexec_fn=functools.partial(die_with, os.getpid())).returncode
+                              env=env, preexec_fn=die_with_worker()).returncode
     seconds = time.perf_counter() - start
     if code == 0 and run.seal is not None:
         run.seal(seconds)
     return code, seconds
 
 
-def die_with(parent):
-    """In the command's process before it starts: be killed when `parent` (the worker) dies (Linux's
-    PR_SET_PDEATHSIG), so that a stopped run never leaves its command running."""
+def die_with_worker():
+    """The command's preexec_fn: in its process before it starts, ask to be killed when this worker dies
+    (Linux's PR_SET_PDEATHSIG), so that a stopped run never leaves its command running. libc is looked up
+    here, in the worker; the forked child only calls it. None where there is no prctl (not Linux: the
+    launcher's own stop still reaches the command)."""
     try:
         import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the launcher's own stop still reaches it
-        return
-    if os.getppid() != parent:  # the worker died before the line above: do not start
-        os._exit(1)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    worker = os.getpid()
+
+    def arm():
+        prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != worker:  # the worker died before the line above: do not start
+            os._exit(1)
+    return arm
 
 
 # --- launching a batch of runs ------------------------------------------------------------------------------
