@@ -422,6 +422,14 @@ def mean_sd(values):
     return mean, ((sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0)
 
 
+
+def grouped(rows, fields):
+    """The rows by their values of `fields`, as {key tuple: rows}, in the order the keys first appear."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(r[f] for f in fields), []).append(r)
+    return groups
+
 # --- Which protocol is main.py's default: the quick-start model under each ------------------------------------
 
 QUICKSTART = './weight/s_net/WRN-16-1-S-model_best.pth.tar'  # main.py's default student (BadNets, target 5)
@@ -498,15 +506,14 @@ def attribution(args, runner):
         before = runner.before(attack)
         rows.append({'attack': attack, 'recipe': 'zoo', 'protocol': None, 'method': 'before', 'seed': 0,
                      **{m: before[m] for m in ('acc', 'asr', 'ra')}})
-    summary = []
-    for key in dict.fromkeys((r['attack'], r['recipe'], r['protocol'], r['method']) for r in rows):
-        runs = [r for r in rows if (r['attack'], r['recipe'], r['protocol'], r['method']) == key]
-        cell = dict(zip(('attack', 'recipe', 'protocol', 'method'), key), seeds=len(runs))
+    summary, fields = [], ('attack', 'recipe', 'protocol', 'method')
+    groups = grouped(rows, fields)
+    for key, runs in groups.items():
+        cell = dict(zip(fields, key), seeds=len(runs))
         for m in ('asr', 'acc', 'ra'):
             cell[m], cell[f'{m}_sd'] = mean_sd([r[m] for r in runs])
         if key[3] == 'nad':  # paired by seed: the fine-tuned model of the same seed is this NAD run's teacher
-            ft = {r['seed']: r['asr'] for r in rows if (r['attack'], r['recipe'], r['protocol'], r['method']) ==
-                  (*key[:3], 'finetune')}
+            ft = {r['seed']: r['asr'] for r in groups[(*key[:3], 'finetune')]}
             cell['nad_minus_ft_asr'], cell['nad_minus_ft_asr_sd'] = mean_sd([r['asr'] - ft[r['seed']] for r in runs])
         summary.append(cell)
     report(args, 'attribution', rows)
@@ -572,10 +579,9 @@ def detection(args, runner):
                                      **detection_result(method, summary)})
     if not rows or args.dry_run:
         return
-    summary = []
-    for key in dict.fromkeys((r['attack'], r['model'], r['method']) for r in rows):
-        runs = [r for r in rows if (r['attack'], r['model'], r['method']) == key]
-        cell = dict(zip(('attack', 'model', 'method'), key), seeds=len(runs))
+    summary, fields = [], ('attack', 'model', 'method')
+    for key, runs in grouped(rows, fields).items():
+        cell = dict(zip(fields, key), seeds=len(runs))
         if key[2] == 'nc':
             cell['target_flagged'] = sum(r['target_flagged'] for r in runs)
             cell['other_flagged'] = sum(bool(r['other_flagged']) for r in runs)
