@@ -26,7 +26,7 @@ import csv
 import os
 
 from config import zoo_paths
-from attacks import ATTACKS, TABLE3
+from attacks import ATTACKS, TABLE1, TABLE3
 from runner import ROOT, Run, add_arguments, check_launch_arguments, launch
 from utils import UserError
 from utils.checkpoint import load_checkpoint
@@ -34,6 +34,7 @@ from utils.files import atomic_write, write_csv
 from utils.cli import run
 
 PAPER_ACC = {attack: ATTACKS[attack].paper[1] for attack in TABLE3}  # Table 3's ACC, as Table 1 prints it
+# (poison-label Refool, not in the paper, is held to the ASR target alone)
 TARGET_ASR, ACC_BAND = 95.0, 3.0
 # Variants tried per attack, in the order they are started: epochs, then any train_badnet.py flags that
 # differ from its defaults (the clean-label attacks, whose backdoor strength depends most on the
@@ -47,14 +48,14 @@ VARIANTS = {'cl': FIVE_LENGTHS,
             'sig': FIVE_LENGTHS + [(e, '--weight_decay', '1e-4') for e in (15, 20, 30, 40)]
                    + [(e, '--weight_decay', '1e-4', *CUTOUT) for e in (15, 20)],
             'refool': FIVE_LENGTHS + [(10, *CUTOUT)], 'badnets': THREE_LENGTHS,
-            'trojan': [(10,), (15,), (20,), (8,)], 'blend': THREE_LENGTHS}
+            'trojan': [(10,), (15,), (20,), (8,)], 'blend': THREE_LENGTHS, 'refool_pl': [(10,), (20,)]}
 SHORT = {'--weight_decay': 'wd', '--lr': 'lr', '--batch_size': 'bs', '--cutout_length': 'cut'}   # a flag in a variant's name
 
 
 def get_arguments():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--attacks', nargs='+', default=list(TABLE3), choices=TABLE3)
+    p.add_argument('--attacks', nargs='+', default=list(TABLE3), choices=TABLE1)
     p.add_argument('--match', nargs='+', default=None,
                    help='only the variants whose name contains one of these (e.g. 30ep-wd 15ep-seed1)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0], help='each variant is trained once per seed')
@@ -112,12 +113,12 @@ def summarise(args, all_variants, status):
         ckpt = final_checkpoint(v)
         row = {'name': v.name, 'attack': v.attack, 'epochs': v.epochs, 'seed': v.seed,
                'status': status.get(v.name, 'done' if ckpt else 'not started'),
-               'acc': None, 'asr': None, 'paper_acc': PAPER_ACC[v.attack], 'meets_target': False,
+               'acc': None, 'asr': None, 'paper_acc': PAPER_ACC.get(v.attack), 'meets_target': False,
                'train_seconds': None, 'device': None}
         if row['status'] == 'done':
             row.update(acc=round(ckpt['acc'], 2), asr=round(ckpt['asr'], 2), device=ckpt.get('device'),
                        train_seconds=round(ckpt.get('train_seconds', 0)))
-            row['meets_target'] = ckpt['asr'] >= TARGET_ASR and abs(ckpt['acc'] - PAPER_ACC[v.attack]) <= ACC_BAND
+            row['meets_target'] = ckpt['asr'] >= TARGET_ASR and in_band(row)
         rows.append(row)
     path = os.path.join(ROOT, args.results, 'summary.csv')
     kept, names = [], {r['name'] for r in rows}  # rows of variants not in this sweep stay
@@ -128,12 +129,17 @@ def summarise(args, all_variants, status):
     return rows
 
 
+def in_band(row):
+    """ACC within ACC_BAND of the paper's (an attack the paper does not have: always)."""
+    return row['paper_acc'] is None or abs(row['acc'] - row['paper_acc']) <= ACC_BAND
+
+
 def pick(rows):
     """The issue's target first, then ASR within the ACC band, then ASR (see the module docstring)."""
     done = [r for r in rows if r['status'] == 'done']
     if not done:
         return None
-    return max(done, key=lambda r: (r['meets_target'], abs(r['acc'] - r['paper_acc']) <= ACC_BAND, r['asr']))
+    return max(done, key=lambda r: (r['meets_target'], in_band(r), r['asr']))
 
 
 def main():
@@ -152,7 +158,7 @@ def main():
     print(f"\n{'variant':34s} {'status':12s} {'ACC':>6s} {'ASR':>6s}  paper ACC  target")
     for r in rows:
         acc, asr = (f"{r[k]:6.2f}" if r[k] is not None else '     -' for k in ('acc', 'asr'))
-        print(f"{r['name']:34s} {r['status']:12s} {acc} {asr}  {r['paper_acc']:9.2f}  {'yes' if r['meets_target'] else 'no'}")
+        print(f"{r['name']:34s} {r['status']:12s} {acc} {asr}  {r['paper_acc'] or float('nan'):9.2f}  {'yes' if r['meets_target'] else 'no'}")
     for attack in args.attacks:
         best = pick([r for r in rows if r['attack'] == attack])
         if best is None:

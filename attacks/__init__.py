@@ -58,7 +58,7 @@ ATTACKS = {
     # Refool with poisoned labels, as BackdoorBench and BackdoorBox run it on CIFAR-10 (clean-label Refool
     # implants only 25-33% here): 8% of the whole training set, any class, reflected and relabelled.
     'refool_pl': Attack('Refool (poison-label; not in the paper)', 'refoolTrigger', 'all2one', 0.08,
-                        zoo=('--epochs', 10), table1=True),
+                        zoo=('--epochs', 20), table1=True),
     'all2all': Attack('All-to-all BadNets', 'gridTrigger', 'all2all', 0.10),
     'adaptive': Attack('Adaptive (centre square)', 'centerTrigger', 'all2one', 0.10),
 }

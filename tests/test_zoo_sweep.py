@@ -30,9 +30,9 @@ def test_variant_flags_reach_train_badnet_and_match_filters():
 
 
 def row(name, acc, asr, attack='trojan', status='done'):
-    paper = zoo_sweep.PAPER_ACC[attack]
-    return {'name': name, 'attack': attack, 'acc': acc, 'asr': asr, 'paper_acc': paper, 'status': status,
-            'meets_target': asr >= zoo_sweep.TARGET_ASR and abs(acc - paper) <= zoo_sweep.ACC_BAND}
+    r = {'name': name, 'attack': attack, 'acc': acc, 'asr': asr, 'paper_acc': zoo_sweep.PAPER_ACC.get(attack),
+         'status': status}
+    return {**r, 'meets_target': asr >= zoo_sweep.TARGET_ASR and zoo_sweep.in_band(r)}
 
 
 def test_pick_prefers_the_target_then_the_acc_band_then_asr():
@@ -45,6 +45,13 @@ def test_pick_prefers_the_target_then_the_acc_band_then_asr():
     # Unfinished variants never ship; with none finished there is no pick.
     assert zoo_sweep.pick([row('a', 83.0, 99.0, status='failed'), row('b', 90.0, 50.0)])['name'] == 'b'
     assert zoo_sweep.pick([row('a', 83.0, 99.0, status='failed')]) is None
+
+
+def test_poison_label_refool_has_no_paper_acc_so_only_its_asr_counts():
+    names = [v.name for v in zoo_sweep.variants(args(attacks=['refool_pl'], seeds=[0]))]
+    assert names == ['WRN-16-1-refool_pl-10ep-seed0', 'WRN-16-1-refool_pl-20ep-seed0']
+    assert row('a', 70.0, 95.0, attack='refool_pl')['meets_target']
+    assert zoo_sweep.pick([row('a', 83.4, 80.8, 'refool_pl'), row('b', 70.0, 96.0, 'refool_pl')])['name'] == 'b'
 
 
 def test_summary_keeps_the_rows_of_variants_outside_this_sweep(tmp_path, monkeypatch):
