@@ -367,10 +367,12 @@ def table1_for(args, runner, protocol):
     name = table_name(args, protocol)
     write_csv(os.path.join(args.results, f'{name}.csv'), rows)
     markdown = table1_markdown(rows, args, protocol)
+    paired = None
     if {'finetune', 'nad'} <= set(args.defenses):
         paired = nad_minus_finetune(args, runner, protocol, paper_six)
         write_csv(os.path.join(args.results, f'{name}_nad-minus-finetune.csv'), paired)
         markdown += '\n' + paired_markdown(paired, args)
+    markdown = compact_markdown(rows, paired, args) + '\n' + markdown
     atomic_write(os.path.join(args.results, f'{name}.md'), lambda f: f.write(markdown.encode()))
     print(markdown + f'wrote {os.path.join(args.results, name)}.csv and .md')
 
@@ -405,6 +407,32 @@ def paired_markdown(rows, args):
              '| attack | ASR | ACC | RA |', '|---|---|---|---|']
     lines += [f"| {attack_title(r['attack'])} | " + ' | '.join(number(r, m) for m in METRICS) + ' |'
               for r in rows]
+    return '\n'.join(lines) + '\n'
+
+
+def compact_markdown(rows, paired, args):
+    """The table at a glance (the README's): ASR +- sd / ACC per cell, the paper's ASR in brackets, and
+    NAD's ASR minus fine-tuning's paired by seed when both were run."""
+    columns = ['before', *args.defenses]
+    diff = {r['attack']: r for r in paired or []}
+
+    def cell(r):
+        if r['asr'] is None:
+            return '-'
+        spread = f"+-{r['asr_std']:.2f}" if len(args.seeds) > 1 and r['defense'] != 'before' else ''
+        paper = f" ({r['paper_asr']:.2f})" if r['paper_asr'] is not None else ''
+        return f"{r['asr']:.2f}{spread} / {r['acc']:.1f}{paper}"
+    lines = ["ASR / ACC in %, mean over the seeds (ASR +- sd); the paper's ASR in brackets" +
+             (", NAD - FT: NAD's ASR minus fine-tuning's, paired by seed" if paired else '') + '.', '',
+             '| attack | ' + ' | '.join(title(c) for c in columns) + (' | NAD - FT |' if paired else ' |'),
+             '|' + '---|' * (len(columns) + 1 + bool(paired))]
+    for attack in dict.fromkeys(r['attack'] for r in rows):
+        by_defense = {r['defense']: r for r in rows if r['attack'] == attack}
+        line = f'| {attack_title(attack)} | ' + ' | '.join(cell(by_defense[c]) for c in columns) + ' |'
+        if paired:
+            d = diff[attack]
+            line += ' - |' if d['asr'] is None else f" {d['asr']:+.2f}+-{d['asr_std']:.2f} |"
+        lines.append(line)
     return '\n'.join(lines) + '\n'
 
 
