@@ -585,11 +585,37 @@ def detection(args, runner):
         if key[2] == 'nc':
             cell['target_flagged'] = sum(r['target_flagged'] for r in runs)
             cell['other_flagged'] = sum(bool(r['other_flagged']) for r in runs)
-        for m in (('anomaly_index', 'acc', 'asr') if key[2] == 'nc' else ('frr', 'far', 'auroc')):
+        for m in (('asr_before', 'anomaly_index', 'acc', 'asr') if key[2] == 'nc' else ('frr', 'far', 'auroc')):
             cell[m], cell[f'{m}_sd'] = mean_sd([r[m] for r in runs])
         summary.append(cell)
     report(args, 'detection', rows)
     report(args, 'detection_summary', summary)
+    markdown = detection_markdown(summary, args.seeds)
+    atomic_write(os.path.join(args.results, 'detection.md'), lambda f: f.write(markdown.encode()))
+    print(markdown)
+
+
+def detection_markdown(summary, seeds):
+    """The README's two tables: Neural Cleanse (does it flag the target, its anomaly index, the model after
+    unlearning) and STRIP (FRR, FAR, AUROC), per attack, on the backdoored model and after NAD."""
+    def number(c, m, form='.2f'):
+        return f"{c[m]:{form}}" + (f"+-{c[f'{m}_sd']:{form}}" if c['seeds'] > 1 else '')
+
+    head = (f"Mean +- sd over seeds {' '.join(map(str, seeds))} (the seed draws NC's clean subset and initial masks, "
+            "STRIP's calibration and overlay images, and NAD's run). Flagged: in how many of the seeds.")
+    nc = ['| attack | model | ASR | flags the target | flags another class | anomaly index | ACC / ASR after NC |',
+          '|---|---|---|---|---|---|---|']
+    strip = ['| attack | model | FRR % | FAR % | AUROC |', '|---|---|---|---|---|']
+    for c in summary:
+        where = f"| {c['attack']} | {c['model']} | "
+        if c['method'] == 'nc':
+            nc.append(where + f"{number(c, 'asr_before')} | {c['target_flagged']} / {c['seeds']} | {c['other_flagged']} / {c['seeds']} | "
+                      f"{number(c, 'anomaly_index')} | {number(c, 'acc')} / {number(c, 'asr')} |")
+        else:
+            strip.append(where + f"{number(c, 'frr')} | {number(c, 'far')} | {number(c, 'auroc', '.3f')} |")
+    return '\n'.join([head, '', 'Neural Cleanse (a class is flagged when its anomaly index exceeds 2; unlearning only '
+                      'when one is):', '', *nc, '', 'STRIP (threshold at 1% FRR on held-out clean images):', '',
+                      *strip]) + '\n'
 
 
 def detection_result(method, summary):
@@ -600,7 +626,7 @@ def detection_result(method, summary):
     others = [c for c in nc['flagged'] if c != nc['target_label']]
     return {'anomaly_index': nc['anomaly_index'], 'target': nc['target_label'],
             'flagged': ' '.join(map(str, nc['flagged'])), 'target_flagged': nc['target_flagged'],
-            'other_flagged': ' '.join(map(str, others)), **after(summary)}
+            'other_flagged': ' '.join(map(str, others)), 'asr_before': summary['before']['asr'], **after(summary)}
 
 
 ANALYSES = {'tradeoff': tradeoff, 'protocols': protocols, 'attribution': attribution, 'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,

@@ -189,3 +189,6 @@ def test_detection_runs_nc_and_strip_on_the_zoo_model_and_on_its_nad_erased_mode
     assert cells['backdoored', 'nc']['target_flagged'] == '2' and cells['backdoored', 'nc']['other_flagged'] == '1'
     assert cells['after NAD', 'nc']['target_flagged'] == '0' and float(cells['after NAD', 'nc']['anomaly_index']) == 1.0
     assert float(cells['backdoored', 'strip']['far']) == 20.0 and cells['backdoored', 'strip']['seeds'] == '2'
+    markdown = (tmp_path / 'detection.md').read_text()                  # the README's two tables
+    assert '| badnets | backdoored | 100.00+-0.00 | 2 / 2 | 1 / 2 | 4.00+-0.00 | 82.00+-0.00 / 5.00+-0.00 |' in markdown
+    assert '| badnets | after NAD | 1.00+-0.00 | 90.00+-0.00 | 0.900+-0.000 |' in markdown
