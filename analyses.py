@@ -422,13 +422,13 @@ def mean_sd(values):
     return mean, ((sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0)
 
 
-
 def grouped(rows, fields):
     """The rows by their values of `fields`, as {key tuple: rows}, in the order the keys first appear."""
     groups = {}
     for r in rows:
         groups.setdefault(tuple(r[f] for f in fields), []).append(r)
     return groups
+
 
 # --- Which protocol is main.py's default: the quick-start model under each ------------------------------------
 
@@ -609,8 +609,9 @@ def detection_markdown(summary, seeds):
     for c in summary:
         where = f"| {c['attack']} | {c['model']} | "
         if c['method'] == 'nc':
-            nc.append(where + f"{number(c, 'asr_before')} | {c['target_flagged']} / {c['seeds']} | {c['other_flagged']} / {c['seeds']} | "
-                      f"{number(c, 'anomaly_index')} | {number(c, 'acc')} / {number(c, 'asr')} |")
+            nc.append(where + f"{number(c, 'asr_before')} | {c['target_flagged']} / {c['seeds']} | "
+                      f"{c['other_flagged']} / {c['seeds']} | {number(c, 'anomaly_index')} | "
+                      f"{number(c, 'acc')} / {number(c, 'asr')} |")
         else:
             strip.append(where + f"{number(c, 'frr')} | {number(c, 'far')} | {number(c, 'auroc', '.3f')} |")
     return '\n'.join([head, '', 'Neural Cleanse (a class is flagged when its anomaly index exceeds 2; unlearning only '

@@ -30,7 +30,7 @@ import time
 
 import attacks
 import defenses
-from analyses import ANALYSES, mean_sd
+from analyses import ANALYSES, grouped, mean_sd
 from attacks import TABLE1, TABLE3
 from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
 from utils import UserError
@@ -426,8 +426,7 @@ def compact_markdown(rows, paired, args):
              (", NAD - FT: NAD's ASR minus fine-tuning's, paired by seed" if paired else '') + '.', '',
              '| attack | ' + ' | '.join(title(c) for c in columns) + (' | NAD - FT |' if paired else ' |'),
              '|' + '---|' * (len(columns) + 1 + bool(paired))]
-    for attack in dict.fromkeys(r['attack'] for r in rows):
-        by_defense = {r['defense']: r for r in rows if r['attack'] == attack}
+    for attack, by_defense in by_attack(rows).items():
         line = f'| {attack_title(attack)} | ' + ' | '.join(cell(by_defense[c]) for c in columns) + ' |'
         if paired:
             d = diff[attack]
@@ -501,11 +500,14 @@ def table1_markdown(rows, args, protocol):
     def cell(r):
         paper = f" ({r['paper_asr']:.2f} / {r['paper_acc']:.2f})" if r['paper_asr'] is not None else ''
         return ' / '.join(number(r, m) for m in METRICS) + paper
-    for attack in [*args.attacks, *(['average'] if any(r['attack'] == 'average' for r in rows) else [])]:
-        by_defense = {r['defense']: r for r in rows if r['attack'] == attack}
-        name = attack_title(attack)
-        lines.append(f'| {name} | ' + ' | '.join(cell(by_defense[c]) for c in columns) + ' |')
+    for attack, by_defense in by_attack(rows).items():
+        lines.append(f'| {attack_title(attack)} | ' + ' | '.join(cell(by_defense[c]) for c in columns) + ' |')
     return '\n'.join(lines) + '\n'
+
+
+def by_attack(rows):
+    """Table 1's rows as {attack: {column: row}}, in the order the rows come (each attack's, the average last)."""
+    return {attack: {r['defense']: r for r in cells} for (attack,), cells in grouped(rows, ('attack',)).items()}
 
 
 def main():
