@@ -562,18 +562,21 @@ def detection(args, runner):
     rows = []
     for attack in args.attacks:
         for seed in args.seeds:
-            name = f'detection_{attack}_teacher_seed{seed}'
-            _, nad = finetune_then_nad(runner, name, f'detection_{attack}_nad_seed{seed}',
-                                       ['--attack', attack, '--seed', seed, '--eval_every', 0],
-                                       teacher_at=os.path.join(args.models, name, 'teacher.pth.tar'), need_model=True)
-            for model, path in (('backdoored', None), ('after NAD', nad and nad['checkpoint'])):
-                if model == 'after NAD' and not path:
+            name, common = f'detection_{attack}_teacher_seed{seed}', ['--attack', attack, '--seed', seed,
+                                                                       '--eval_every', 0]
+
+            def nad(need_model):  # the erased model is needed to make a run on it, not to count a stored one
+                return finetune_then_nad(runner, name, f'detection_{attack}_nad_seed{seed}', common,
+                                         os.path.join(args.models, name, 'teacher.pth.tar'), need_model)[1]
+            erased = nad(False)
+            for model, student in (('backdoored', None), ('after NAD', erased and (erased, lambda: nad(True)))):
+                if model == 'after NAD' and not student:
                     continue
                 for method in ('nc', 'strip'):
-                    flags = ['--attack', attack, '--seed', seed, '--defense', method, '--eval_every', 0,
-                             *(['--s_model', path] if path else [])]
-                    tag = 'nad' if path else 'zoo'
-                    summary = runner(f'detection_{attack}_{tag}_{method}_seed{seed}', flags)
+                    tag = 'nad' if student else 'zoo'
+                    summary = runner(f'detection_{attack}_{tag}_{method}_seed{seed}',
+                                     ['--attack', attack, '--seed', seed, '--defense', method, '--eval_every', 0],
+                                     student=student)
                     if summary:
                         rows.append({'attack': attack, 'model': model, 'method': method, 'seed': seed,
                                      **detection_result(method, summary)})

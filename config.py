@@ -368,6 +368,8 @@ def validate(args):
         raise UserError(f"unknown target type '{args.target_type}' (choose from {', '.join(TARGET_TYPES)})")
     if args.num_classes is None:
         args.num_classes = {'CIFAR10': 10, 'GTSRB': 43}[args.dataset]
+    if args.num_classes < 2:
+        raise UserError(f'--num_classes {args.num_classes}: a classifier needs at least 2 classes')
     if not 0 <= args.target_label < args.num_classes:
         raise UserError(f'--target_label {args.target_label} is outside 0..{args.num_classes - 1}')
     for name in ('inject_portion', 'ratio'):

@@ -114,7 +114,7 @@ class Runner:
         self.planned = {}     # result path -> the Run this pass plans
         self.outputs = set()  # the models the planned runs will write: runs reading one wait
         self.waiting = {}     # result path -> (run name, the missing model it reads)
-        self.blocked = 0      # runs waiting for their teacher
+        self.blocked = 0      # runs waiting for their teacher's or student's model
 
     def drive(self, work):
         """work(args) until nothing is missing; every pass but the last gets args with dry_run set."""
@@ -138,14 +138,20 @@ class Runner:
         self.final = True
         work(self.args)
 
-    def __call__(self, name, flags, need_model=False):
+    def __call__(self, name, flags, need_model=False, student=None):
         """`python main.py FLAGS` as result `name`; returns its JSON summary (None while it is not made). With
         need_model, a stored run counts only if its model is still on disk, unchanged (the attention maps
         and NAD's teacher load it; a grid made on another machine brings its JSON files, not its models).
         Runs that name no --protocol get the runner's (and it goes into their name); NAD and ARGD runs on a
         zoo model that name no --t_model get the teacher made under that protocol and seed. The teacher's
-        model file is needed only to make such a run: a stored one needs the teacher's record alone."""
+        model file is needed only to make such a run: a stored one needs the teacher's record alone. So
+        with `student`, the run that makes this run's student model: (its summary, a function that returns
+        it once its model is on disk); the run gets --s_model, and a stored one needs the record alone."""
         flags = [str(f) for f in flags]
+        sources = []
+        if student is not None:
+            flags += ['--s_model', student[0]['checkpoint']]
+            sources.append(('student_checkpoint', *student))
         if '--protocol' not in flags:
             flags, name = flags + ['--protocol', self.protocol()], f'{name}_{self.protocol()}'
         teacher = None
@@ -156,9 +162,9 @@ class Runner:
                 self.blocked += 1
                 return None
             flags += ['--t_model', record['checkpoint']]
-            teacher = (record, lambda: self.teacher(*key, need_model=True))
+            sources.append(('teacher_checkpoint', record, lambda: self.teacher(*key, need_model=True)))
         flags = self.common(flags) + ['--run_name', name, '--checkpoint_root', os.path.join(self.args.models, name)]
-        return self.run('main.py', name, flags, os.path.join(self.grid, f'{name}.json'), need_model, teacher)
+        return self.run('main.py', name, flags, os.path.join(self.grid, f'{name}.json'), need_model, sources)
 
     def protocol(self):
         """The protocol of the runs the analyses make (the first of --protocols)."""
@@ -203,19 +209,21 @@ class Runner:
         # --replace_shipped: this is the command that makes results/ (a stale run there is made again)
         return flags + ['--device', self.args.device, '--log_root', self.grid, '--replace_shipped']
 
-    def run(self, script, name, flags, path, need_model=False, teacher=None):
-        """The run's summary if it is stored (and, for a distillation run, taught by the teacher stored now);
-        else None, the run planned for this pass once its teacher's model is on disk. `teacher`: (the
-        teacher run's summary, a function that returns it once its model is on disk)."""
+    def run(self, script, name, flags, path, need_model=False, sources=()):
+        """The run's summary if it is stored (and made from the teacher and student models the runs that
+        make them record now); else None, the run planned for this pass once those models are on disk.
+        `sources`: (role, the summary of the run that makes the model, a function that returns that summary
+        once its model is on disk), role being the key this run's summary records the model under."""
         where = at_root(path)  # the runs resolve their paths from ROOT, where they run
         for model in models_written(flags):
             self.producers[at_root(model)] = (script, name, flags, path)
         if (where, need_model) in self.seen:
             return self.seen[where, need_model]
-        summary, why = stored_run(where, flags, need_model)
-        if summary is not None and teacher is not None and \
-                (summary.get('teacher_checkpoint') or {}).get('sha256') != teacher[0].get('checkpoint_sha256'):
-            summary, why = None, 'was taught by another teacher than the one stored now'
+        recorded = {role for role, _, _ in sources}
+        summary, why = stored_run(where, flags, need_model, student_recorded='student_checkpoint' in recorded)
+        for role, record, _ in sources:
+            if summary is not None and (summary.get(role) or {}).get('sha256') != record.get('checkpoint_sha256'):
+                summary, why = None, f"was made from another {role.split('_')[0]} than the one stored now"
         if summary is not None:
             self.skipped += where not in self.counted
             self.counted.add(where)
@@ -225,7 +233,7 @@ class Runner:
             raise RuntimeError(f'{name} is not stored in the last pass ({why})')
         if where in self.failed or where in self.planned:
             return None
-        if teacher is not None and teacher[1]() is None:
+        if any(remake() is None for _, _, remake in sources):
             self.blocked += 1
             return None
         if where in self.launched:  # made by this invocation, exited 0, and still not a finished run

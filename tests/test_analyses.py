@@ -13,8 +13,8 @@ class FakeRunner:
     def __init__(self, acc=lambda name: 82.0):
         self.acc, self.runs = acc, []
 
-    def __call__(self, name, flags, need_model=False):
-        self.runs.append((name, [str(f) for f in flags]))
+    def __call__(self, name, flags, need_model=False, student=None):
+        self.runs.append((name, [str(f) for f in flags] + (['--s_model', student[0]['checkpoint']] if student else [])))
         return {'before': {'acc': 85.0, 'asr': 100.0}, 'after': {'acc': self.acc(name), 'asr': 5.0},
                 'checkpoint': f'/erased/{name}.tar'}
 
@@ -169,8 +169,8 @@ def test_attribution_trains_the_authors_recipe_once_and_defends_both_models(tmp_
 
 def test_detection_runs_nc_and_strip_on_the_zoo_model_and_on_its_nad_erased_model(tmp_path):
     class Runner(FakeRunner):
-        def __call__(self, name, flags, need_model=False):
-            summary = super().__call__(name, flags, need_model)
+        def __call__(self, name, flags, need_model=False, student=None):
+            summary = super().__call__(name, flags, need_model, student)
             flagged = [0, 3] if 'zoo' in name and 'seed1' in name else [0] if 'zoo' in name else []
             return {**summary, 'neural_cleanse': {'anomaly_index': 4.0 if 'zoo' in name else 1.0, 'target_label': 0,
                                                   'flagged': flagged, 'target_flagged': 0 in flagged},

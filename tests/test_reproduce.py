@@ -128,6 +128,7 @@ def test_a_retrained_student_makes_its_runs_again(tmp_path):
     assert not same_student(summary)
     path.unlink()
     assert not same_student(summary)
+    assert same_student(summary, recorded=True)            # absent here: the caller checks the record instead
     assert not same_student({'student_checkpoint': ['not', 'a', 'record']})
     assert same_student({'final': {'acc': 80.0}})          # train_badnet.py runs are judged by their flags
     assert digest({'a': 1, 'digest': 'x'}) == digest({'a': 1})
@@ -181,6 +182,38 @@ def test_a_stored_nad_run_needs_its_teachers_record_not_its_model_file(tmp_path,
     assert runner.defense('badnets', 'nad', 0)['after']['asr'] == 3.0
     assert '$ python' not in capsys.readouterr().out     # nothing to make: the teacher's record is enough
     assert teacher['checkpoint_sha256'] is not None
+
+
+def test_a_run_on_an_erased_model_needs_the_erasing_runs_record_not_its_model_file(tmp_path, capsys):
+    """Runner(..., student=): NC on NAD's model, on a grid copied from another machine (no models): the stored
+    run counts while its student is the one NAD's run records; once NAD is made again (another model) it is
+    made again, and a run still to make first has NAD's model made (remake returns None until then)."""
+    from utils.files import file_sha256
+    runner = Runner(get_arguments().parse_args(['--results', str(tmp_path), '--models', str(tmp_path / 'm'),
+                                                '--protocols', 'code', '--dry_run']))
+    (tmp_path / 'grid').mkdir()
+    erased = tmp_path / 'nad.tar'
+    erased.write_bytes(b'erased weights')
+    nad = {'checkpoint': str(erased), 'checkpoint_sha256': file_sha256(str(erased))}
+    flags = ['--attack', 'badnets', '--seed', '0', '--defense', 'nc']
+    run_flags = runner.common([*flags, '--s_model', str(erased), '--protocol', 'code'])
+    (tmp_path / 'grid' / 'nc_code.csv').write_text('epoch,acc\n1,80.0\n')
+    seal({'flags': run_flags + ['--run_name', 'nc_code', '--checkpoint_root', str(tmp_path / 'm' / 'nc_code')],
+          'after': {'acc': 80.0, 'asr': 3.0}, 'config': {}, 'checkpoint': None,
+          'student_checkpoint': {'path': str(erased), 'sha256': nad['checkpoint_sha256']}},
+         str(tmp_path / 'grid' / 'nc_code.json'))
+    erased.unlink()
+    remade = []
+    assert runner('nc', flags, student=(nad, lambda: remade.append(1)))['after']['asr'] == 3.0
+    assert not remade and '$ python' not in capsys.readouterr().out       # the record is enough: nothing made
+    runner.new_pass()
+    assert runner('nc', flags, student=(dict(nad, checkpoint_sha256='another model'), lambda: remade.append(1))) is None
+    assert remade and runner.blocked == 1 and '$ python' not in capsys.readouterr().out  # NAD's model first
+    runner.new_pass()
+    erased.write_bytes(b'erased again')
+    again = {'checkpoint': str(erased), 'checkpoint_sha256': file_sha256(str(erased))}
+    assert runner('nc', flags, student=(again, lambda: again)) is None
+    assert '--s_model ' + str(erased) in capsys.readouterr().out          # made again, on the model now
 
 
 def test_poison_label_refool_is_a_row_of_its_own_outside_the_papers_average(tmp_path, monkeypatch):
