@@ -32,7 +32,7 @@ import torch
 
 from at import attention as attention_map
 from config import PROTOCOLS, zoo_paths
-from attacks import ATTACKS, build_trigger
+from attacks import ATTACKS, TABLE1, build_trigger
 from defenses import DEFENSES
 from data_loader import DATA_ROOT, DatasetBD, load_dataset
 from models import ARCHS, select_model
@@ -555,10 +555,11 @@ def detection(args, runner):
     """Neural Cleanse and STRIP on every --attacks zoo model and on its NAD-erased model (NAD as in Table 1,
     same protocol and seed, but runs of its own: Table 1's models are not kept in git, and re-making them
     here would replace its stored runs), every --seeds (the seed draws NC's clean subset and initial masks,
-    STRIP's calibration and overlay images). Writes detection.csv (one row per run) and detection_summary.csv: per
-    attack and model, NC's anomaly index, how many seeds flag the true target (and anything else), ACC/ASR
-    after unlearning; STRIP's FRR, FAR and AUROC; mean and sd over the seeds. Compute: an NC run takes
-    about 5 minutes on a 2-core CPU, a STRIP run 2.5, the teacher and NAD 2.5 together."""
+    STRIP's calibration and overlay images). Writes detection.csv (one row per run) and detection_summary.csv
+    (per attack and model, NC's anomaly index, how many seeds flag the true target and anything else, ACC/ASR
+    after unlearning; STRIP's FRR, FAR and AUROC; mean and sd over the seeds), a subset's named by
+    detection_name. Compute on a 2-core CPU: an NC run takes about 5 minutes with AVX512-BF16, a STRIP run
+    2.5, the teacher and NAD 2.5 together; about four times as long on an AVX2-only one."""
     rows = []
     for attack in args.attacks:
         for seed in args.seeds:
@@ -591,11 +592,23 @@ def detection(args, runner):
         for m in (('asr_before', 'anomaly_index', 'acc', 'asr') if key[2] == 'nc' else ('frr', 'far', 'auroc')):
             cell[m], cell[f'{m}_sd'] = mean_sd([r[m] for r in runs])
         summary.append(cell)
-    report(args, 'detection', rows)
-    report(args, 'detection_summary', summary)
+    name = detection_name(args)
+    report(args, name, rows)
+    report(args, f'{name}_summary', summary)
     markdown = detection_markdown(summary, args.seeds)
-    atomic_write(os.path.join(args.results, 'detection.md'), lambda f: f.write(markdown.encode()))
+    atomic_write(os.path.join(args.results, f'{name}.md'), lambda f: f.write(markdown.encode()))
     print(markdown)
+
+
+def detection_name(args):
+    """'detection' for every Table 1 attack and seeds 0 1 2; a subset is named for what it holds (e.g.
+    detection_seeds0), so that a slice of this long grid never overwrites the whole."""
+    parts = ['detection']
+    if sorted(args.attacks) != sorted(TABLE1):
+        parts.append('-'.join(args.attacks))
+    if list(args.seeds) != [0, 1, 2]:
+        parts.append('seeds' + '-'.join(map(str, args.seeds)))
+    return '_'.join(parts)
 
 
 def detection_markdown(summary, seeds):

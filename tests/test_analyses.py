@@ -185,10 +185,11 @@ def test_detection_runs_nc_and_strip_on_the_zoo_model_and_on_its_nad_erased_mode
     assert '--make_teacher' in teacher and dict(runner.runs)['detection_badnets_nad_seed1'][-1] == \
         '/erased/detection_badnets_teacher_seed1.tar'
     assert '--s_model' not in dict(runner.runs)['detection_badnets_zoo_nc_seed0']     # the zoo model itself
-    cells = {(r['model'], r['method']): r for r in rows(tmp_path / 'detection_summary.csv')}
+    cells = {(r['model'], r['method']): r for r in rows(tmp_path / 'detection_badnets_seeds0-1_summary.csv')}
     assert cells['backdoored', 'nc']['target_flagged'] == '2' and cells['backdoored', 'nc']['other_flagged'] == '1'
     assert cells['after NAD', 'nc']['target_flagged'] == '0' and float(cells['after NAD', 'nc']['anomaly_index']) == 1.0
     assert float(cells['backdoored', 'strip']['far']) == 20.0 and cells['backdoored', 'strip']['seeds'] == '2'
-    markdown = (tmp_path / 'detection.md').read_text()                  # the README's two tables
+    markdown = (tmp_path / 'detection_badnets_seeds0-1.md').read_text()     # a subset: never the whole grid's file
+    assert analyses.detection_name(arguments(tmp_path, attacks=list(analyses.TABLE1), seeds=[0, 1, 2])) == 'detection'
     assert '| badnets | backdoored | 100.00+-0.00 | 2 / 2 | 1 / 2 | 4.00+-0.00 | 82.00+-0.00 / 5.00+-0.00 |' in markdown
     assert '| badnets | after NAD | 1.00+-0.00 | 90.00+-0.00 | 0.900+-0.000 |' in markdown
