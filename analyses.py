@@ -39,6 +39,7 @@ from models import ARCHS, select_model
 from utils.files import atomic_write, write_csv
 from utils.figures import pyplot, save_figure
 
+SEEDS = [0, 1, 2]  # every table's mean and sd are over these
 RATIOS = (0.01, 0.05, 0.10, 0.15, 0.20)
 BETAS = (500, 1000, 2000, 5000, 10000, 20000, 50000)  # beta2 = beta3 = B, beta1 = B / 2 (the default's shape)
 ATTENTION_FNS = (('sum', 1.0), ('sum_p', 2.0), ('sum_p', 4.0), ('mean_p', 2.0), ('activation', 2.0))
@@ -606,7 +607,7 @@ def detection_name(args):
     parts = ['detection']
     if sorted(args.attacks) != sorted(TABLE1):
         parts.append('-'.join(args.attacks))
-    if list(args.seeds) != [0, 1, 2]:
+    if sorted(args.seeds) != SEEDS:
         parts.append('seeds' + '-'.join(map(str, args.seeds)))
     return '_'.join(parts)
 

@@ -30,7 +30,7 @@ import time
 
 import attacks
 import defenses
-from analyses import ANALYSES, grouped, mean_sd
+from analyses import ANALYSES, SEEDS, grouped, mean_sd
 from attacks import TABLE1, TABLE3
 from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
 from utils import UserError
@@ -41,7 +41,6 @@ from utils.files import atomic_write, file_sha256, write_csv, write_json
 from utils.cli import run
 
 DEFENSES = tuple(name for name, d in defenses.DEFENSES.items() if d.table1)  # Table 1's columns
-SEEDS = [0, 1, 2]
 # Table 1's rows (attacks.TABLE1): the paper's six Table 3 attacks, then Refool with poisoned labels, which
 # implants a backdoor on CIFAR-10 where the paper's clean-label Refool does not (docs/ZOO.md).
 
@@ -96,8 +95,9 @@ class Runner:
     stored result is whole and was made with the same flags from the same student checkpoint, and hands
     the rest to runner.launch. `drive` calls the table or analysis until every run it asks for is stored:
     each pass but the last is a dry run that plans the runs whose inputs exist (a run waits while a model
-    it reads is missing or being made: NAD for its teacher), then launches them side by side; the last pass
-    finds them all and writes the outputs. Result paths are keyed absolute (--results may be relative)."""
+    it reads is missing or being made: NAD for its teacher, NC on NAD's model for NAD), then launches them
+    side by side; the last pass finds them all and writes the outputs. Result paths are keyed absolute
+    (--results may be relative)."""
 
     def __init__(self, args):
         self.args, self.grid = args, os.path.join(args.results, 'grid')
@@ -154,7 +154,6 @@ class Runner:
             sources.append(('student_checkpoint', *student))
         if '--protocol' not in flags:
             flags, name = flags + ['--protocol', self.protocol()], f'{name}_{self.protocol()}'
-        teacher = None
         if needs_teacher(flags):
             key = flag(flags, '--attack'), flag(flags, '--seed', '0'), flag(flags, '--protocol')
             record = self.teacher(*key, need_model=False)
@@ -219,10 +218,11 @@ class Runner:
             self.producers[at_root(model)] = (script, name, flags, path)
         if (where, need_model) in self.seen:
             return self.seen[where, need_model]
-        recorded = {role for role, _, _ in sources}
-        summary, why = stored_run(where, flags, need_model, student_recorded='student_checkpoint' in recorded)
+        summary, why = stored_run(where, flags, need_model,
+                                  student_recorded=any(role == 'student_checkpoint' for role, _, _ in sources))
         for role, record, _ in sources:
-            if summary is not None and (summary.get(role) or {}).get('sha256') != record.get('checkpoint_sha256'):
+            if summary is not None and (record.get('checkpoint_sha256') is None or
+                                        (summary.get(role) or {}).get('sha256') != record['checkpoint_sha256']):
                 summary, why = None, f"was made from another {role.split('_')[0]} than the one stored now"
         if summary is not None:
             self.skipped += where not in self.counted

@@ -309,7 +309,8 @@ def seal_result(path, flags, seconds):
 
 def stored_run(path, flags, need_model=False, student_recorded=False):
     """(summary, None) when the run stored at `path` is whole and was made with exactly these flags from
-    the student checkpoint as it is now (student_recorded: or, absent here, as the caller checks it); else
+    the student checkpoint as it is now (student_recorded: the caller checks the student against the record
+    of the run that makes it, the model file being needed only to make a run); else
     (None, why it is not done), why being None when nothing is stored. Never raises: an unreadable, edited
     or inconsistent run is simply made again."""
     if not os.path.exists(path):
@@ -331,7 +332,7 @@ def stored_run(path, flags, need_model=False, student_recorded=False):
         return None, 'and its CSV disagree'
     if summary.get('flags') != flags:
         return None, 'was made with other flags'
-    if not same_student(summary, student_recorded):
+    if not student_recorded and not same_student(summary):
         return None, 'was made from another student checkpoint'
     teacher = summary.get('teacher_checkpoint')
     if isinstance(teacher, dict) and os.path.isfile(os.path.join(ROOT, str(teacher.get('path')))) and \
@@ -343,15 +344,11 @@ def stored_run(path, flags, need_model=False, student_recorded=False):
     return summary, None
 
 
-def same_student(summary, recorded=False):
-    """Whether the student checkpoint a main.py summary records is still the one at its path. `recorded`:
-    the caller checks the record against the run that makes the student, whose model may be absent here."""
+def same_student(summary):
+    """Whether the student checkpoint a main.py summary records is still the one at its path."""
     record = summary.get('student_checkpoint')
     if record is None:  # a train_badnet.py run: its flags say everything
         return True
     if not isinstance(record, dict) or not isinstance(record.get('path'), str):
         return False
-    path = os.path.join(ROOT, record['path'])
-    if recorded and not os.path.isfile(path):
-        return True
-    return record.get('sha256') is not None and file_sha256(path) == record['sha256']
+    return record.get('sha256') is not None and file_sha256(os.path.join(ROOT, record['path'])) == record['sha256']

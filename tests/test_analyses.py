@@ -11,10 +11,14 @@ class FakeRunner:
     """Answers every run with a summary whose ACC is acc(name); records the runs asked for."""
 
     def __init__(self, acc=lambda name: 82.0):
-        self.acc, self.runs = acc, []
+        self.acc, self.runs, self.models_asked = acc, [], []
 
     def __call__(self, name, flags, need_model=False, student=None):
-        self.runs.append((name, [str(f) for f in flags] + (['--s_model', student[0]['checkpoint']] if student else [])))
+        if need_model:
+            self.models_asked.append(name)
+        if student:  # as the real runner: --s_model from the record, and the model asked for (made if missing)
+            flags, _ = [*flags, '--s_model', student[0]['checkpoint']], student[1]()
+        self.runs.append((name, [str(f) for f in flags]))
         return {'before': {'acc': 85.0, 'asr': 100.0}, 'after': {'acc': self.acc(name), 'asr': 5.0},
                 'checkpoint': f'/erased/{name}.tar'}
 
@@ -185,6 +189,7 @@ def test_detection_runs_nc_and_strip_on_the_zoo_model_and_on_its_nad_erased_mode
     assert '--make_teacher' in teacher and dict(runner.runs)['detection_badnets_nad_seed1'][-1] == \
         '/erased/detection_badnets_teacher_seed1.tar'
     assert '--s_model' not in dict(runner.runs)['detection_badnets_zoo_nc_seed0']     # the zoo model itself
+    assert runner.models_asked.count('detection_badnets_nad_seed1') == 2    # NAD's model, for NC and STRIP on it
     cells = {(r['model'], r['method']): r for r in rows(tmp_path / 'detection_badnets_seeds0-1_summary.csv')}
     assert cells['backdoored', 'nc']['target_flagged'] == '2' and cells['backdoored', 'nc']['other_flagged'] == '1'
     assert cells['after NAD', 'nc']['target_flagged'] == '0' and float(cells['after NAD', 'nc']['anomaly_index']) == 1.0
