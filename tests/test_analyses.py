@@ -17,7 +17,8 @@ class FakeRunner:
         if need_model:
             self.models_asked.append(name)
         if student:  # as the real runner: --s_model from the record, and the model asked for (made if missing)
-            flags, _ = [*flags, '--s_model', student[0]['checkpoint']], student[1]()
+            student[1]()
+            flags = [*flags, '--s_model', student[0]['checkpoint']]
         self.runs.append((name, [str(f) for f in flags]))
         return {'before': {'acc': 85.0, 'asr': 100.0}, 'after': {'acc': self.acc(name), 'asr': 5.0},
                 'checkpoint': f'/erased/{name}.tar'}
