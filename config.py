@@ -69,6 +69,9 @@ def _add_common(p, zoo=False, clean=False):
                    help='autocast: auto = AMP on CUDA, bfloat16 on CPUs with AMX/AVX512-BF16, else float32')
     g.add_argument('--seed', type=int, default=0, help='seeds data selection, poisoning, init, shuffling, augmentation')
     g.add_argument('--eval_batch_size', type=int, default=500, help='500 measured faster than 1000 on 2-core CPUs')
+    g.add_argument('--test_limit', type=int, default=None,
+                   help='measure ACC, ASR and RA on the first N test images only (default: all): for quick '
+                        'checks, recorded with the result like every flag')
     g.add_argument('--num_classes', type=int, default=None, help='default: from the dataset')
     _add_trust(g)
     return p
@@ -390,6 +393,8 @@ def validate(args):
     for name in ('epochs', 'batch_size', 'eval_batch_size'):
         if getattr(args, name) < 1:
             raise UserError(f'--{name} must be at least 1')
+    if args.test_limit is not None and args.test_limit < 1:
+        raise UserError(f'--test_limit {args.test_limit} must be at least 1')
     if args.lr <= 0:
         raise UserError(f'--lr {args.lr} must be positive')
     if not 0 <= getattr(args, 'adv_eps', 0) < 1:

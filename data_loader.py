@@ -398,9 +398,10 @@ class BatchLoader:
 
 
 def test_loaders(args, data, device, trigger):
-    """The full clean test set (ACC) and the test set triggered by `trigger`, without the target class (ASR,
-    and RA by its true labels)."""
+    """The clean test set (ACC) and the test set triggered by `trigger`, without the target class (ASR, and RA
+    by its true labels): all of it, or its first --test_limit images."""
     x, y = data['test']
+    x, y = x[:args.test_limit], y[:args.test_limit]  # [:None] is all of it
     backdoor = DatasetBD(x, y, trigger, args.target_type, args.target_label, mode='test', num_classes=args.num_classes)
     clean_loader = BatchLoader(x, y, args.eval_batch_size, device)
     backdoor_loader = BatchLoader(backdoor.x, backdoor.y, args.eval_batch_size, device, true_y=backdoor.true_y)

@@ -61,10 +61,11 @@ def warn_if_other_attack(args, s_ckpt):
 def known_before(args, method, s_ckpt):
     """The 'before' row when it needs no test pass, and where it comes from; (None, 'measured') means:
     measure it. With --eval_every 0 it is the student checkpoint's own record (same test set, same
-    trigger), when it has one; a teacher trained from scratch starts from a fresh initialisation."""
+    trigger), when it has one and --test_limit does not cut the test set; a teacher trained from scratch
+    starts from a fresh initialisation."""
     if method == 'teacher' and args.teacher_from_scratch:
         return {'acc': None, 'asr': None, 'ra': None}, 'not measured (fresh initialisation)'
-    if args.eval_every or made_with_other_attack(args, s_ckpt):
+    if args.eval_every or args.test_limit or made_with_other_attack(args, s_ckpt):
         return None, 'measured'
     if not isinstance(s_ckpt.get('acc'), (int, float)) or not isinstance(s_ckpt.get('asr'), (int, float)):
         return None, 'measured'
@@ -174,7 +175,7 @@ def main():
     path = save_run(args, method, student, s_ckpt, rows, kept, extra, {
         'method': method, 'protocol': args.protocol, 'before': before_row, 'before_source': before_source,
         'after': kept, 'keep_rule': args.keep,
-        'acc_note': f'ACC over all {len(loaders.clean.y)} test images; ASR over the {len(loaders.backdoor.y)} '
+        'acc_note': f'ACC over the {len(loaders.clean.y)} test images; ASR over the {len(loaders.backdoor.y)} '
                     'triggered test images whose true class is not the target; RA: the same images classified '
                     'as their true class',
         'at_form': args.at_form, 'seconds': seconds,

@@ -8,14 +8,15 @@
     python reproduce.py --jobs 8                               # 8 runs at once (a GPU box); --launcher slurm
 
 Every run is one `python main.py ...` process (the command is printed first) launched by runner.py,
-filed as results/grid/<attack>_<defense>_<protocol>[_epochs<n>]_seed<seed>.json, .csv and .log with the config that
-made it; the name carries every setting that changes the result. NAD's teacher is the attack's zoo model
+filed as results/grid/<attack>_<defense>_<protocol>[_epochs<n>][_test<n>]_seed<seed>.json, .csv and .log with the
+config that made it; the name carries every setting that changes the result. NAD's teacher is the attack's zoo model
 fine-tuned under the same protocol and seed (betas 0), made once and reused; it is also the fine-tuning
 cell. A run whose stored files are whole (digest, CSV fingerprint) and were made with the same flags
 from the same student checkpoint is skipped, so an interrupted grid resumes; anything else is made
 again, with one line saying why. Table 1 goes to results/table1_<protocol>.csv and .md, our numbers
 (ASR, ACC, RA; mean and sd over --seeds) next to the paper's; a grid with other attacks, defenses,
-seeds or epochs is written under a name that says so (table_name), never over the full table.
+seeds, epochs or test images (--test_limit) is written under a name that says so (table_name), never over the
+full table.
 
 Compute: every run evaluates on the full test sets only after its last epoch (main.py --eval_every 0);
 'before' is the zoo model measured once per attack; MCR trains its curve for --mcr_epochs (20 here, the
@@ -73,6 +74,8 @@ def get_arguments():
     p.add_argument('--device', default='auto')
     p.add_argument('--epochs', type=int, default=None, help="erasing epochs (default: the protocol's)")
     p.add_argument('--mcr_epochs', type=int, default=20, help='MCR curve-training epochs (the paper: 100)')
+    p.add_argument('--test_limit', type=int, default=None,
+                   help='measure every run on the first N test images (a quick check; default: all)')
     p.add_argument('--analysis', nargs='*', default=[], choices=list(ANALYSES) + ['all'],
                    help='analyses to run instead of the Table 1 grid (see README)')
     p.add_argument('--analysis_attack', default='badnets', choices=TABLE1,
@@ -173,7 +176,7 @@ class Runner:
         """A Table 1 run's name: every setting that changes its result and is not fixed by the zoo."""
         epochs = '' if self.args.epochs is None else f'_epochs{self.args.epochs}'
         mcr = f'_mcr{self.args.mcr_epochs}' if method == 'mcr' else ''
-        return f'{attack}_{method}_{protocol}{epochs}{mcr}_seed{seed}'
+        return f'{attack}_{method}_{protocol}{epochs}{mcr}{test_part(self.args)}_seed{seed}'
 
     def teacher(self, attack, seed, protocol=None, need_model=True):
         """The attack's zoo model fine-tuned under `protocol` on seed's clean subset (all betas 0): NAD's
@@ -205,6 +208,8 @@ class Runner:
         flags = [str(f) for f in flags]
         if self.args.epochs is not None and '--epochs' not in flags:
             flags += ['--epochs', str(self.args.epochs)]
+        if self.args.test_limit is not None:
+            flags += ['--test_limit', str(self.args.test_limit)]
         # --replace_shipped: this is the command that makes results/ (a stale run there is made again)
         return flags + ['--device', self.args.device, '--log_root', self.grid, '--replace_shipped']
 
@@ -310,11 +315,17 @@ def defense_flags(defense, args):
     return ['--defense', defense]
 
 
+def test_part(args):
+    """The part of a run's or a table's name that says it was measured on part of the test set."""
+    return '' if args.test_limit is None else f'_test{args.test_limit}'
+
+
 def zoo_before(args, attack):
     """ACC, ASR and RA of the zoo's backdoored model, measured once in float32 and stored beside the grid
     (grid/<attack>_before.json, with the checkpoint's sha256: a retrained model is measured again)."""
     path = zoo_paths(attack)[0]
-    sha, stored = file_sha256(os.path.join(ROOT, path)), os.path.join(args.results, 'grid', f'{attack}_before.json')
+    sha = file_sha256(os.path.join(ROOT, path))
+    stored = os.path.join(args.results, 'grid', f'{attack}_before{test_part(args)}.json')
     try:
         with open(stored) as f:
             record = json.load(f)
@@ -332,7 +343,8 @@ def zoo_before(args, attack):
     from models import select_model
     from utils.engine import evaluate
     from utils.runtime import resolve_device
-    margs = config.parse(config.get_arguments(), ['--attack', attack])
+    margs = config.parse(config.get_arguments(), ['--attack', attack] +
+                         ([] if args.test_limit is None else ['--test_limit', str(args.test_limit)]))
     device = resolve_device(args.device)
     data = dataset_for(margs)
     model = select_model(margs.s_name, margs.num_classes, os.path.join(ROOT, path))[0].to(device)
@@ -462,7 +474,7 @@ def table_name(args, protocol):
         parts.append(f'epochs{args.epochs}')
     if args.mcr_epochs != get_arguments().get_default('mcr_epochs') and 'mcr' in args.defenses:
         parts.append(f'mcr{args.mcr_epochs}')
-    return '_'.join(parts)
+    return '_'.join(parts) + test_part(args)
 
 
 def row(attack, defense, results, seconds):
@@ -497,7 +509,8 @@ def table1_markdown(rows, args, protocol):
              f"{seeds} seed(s) {' '.join(map(str, args.seeds))}" + (', mean +- sd' if seeds > 1 else '') +
              f'. MCR {args.mcr_epochs} curve epochs (the paper: 100). Before: the zoo model. Fine-tuning is also '
              "NAD's teacher. Refool: CIFAR-10 here, GTSRB in the paper. ARGD is not in the paper. The average row is "
-             "over the paper's six attacks run here.", '',
+             "over the paper's six attacks run here." +
+             ('' if args.test_limit is None else f' Measured on the first {args.test_limit} test images only.'), '',
              head, '|' + '---|' * (len(columns) + 1)]
 
     def number(r, m):
@@ -520,8 +533,9 @@ def by_attack(rows):
 
 def main():
     args = get_arguments().parse_args()
-    if any(s < 0 for s in args.seeds) or (args.epochs is not None and args.epochs < 1) or args.mcr_epochs < 1:
-        raise UserError('--seeds must be non-negative and --epochs, --mcr_epochs at least 1')
+    if any(s < 0 for s in args.seeds) or args.mcr_epochs < 1 or \
+            any(n is not None and n < 1 for n in (args.epochs, args.test_limit)):
+        raise UserError('--seeds must be non-negative and --epochs, --mcr_epochs, --test_limit at least 1')
     check_launch_arguments(args)
     runner = Runner(args)
     start = time.perf_counter()

@@ -31,7 +31,7 @@ def test_defaults_are_the_papers():
     (['--s_name', 'WRN-7-1'], 'unknown model'), (['--epochs', '0'], 'epochs'), (['--lr', '0'], 'lr'),
     (['--eval_every', '-1'], 'eval_every'), (['--keep', 'oracle', '--eval_every', '0'], 'oracle'),
     (['--defense', 'strip', '--strip_n', '0'], 'strip_n'), (['--defense', 'strip', '--strip_frr', '1'], 'strip_frr'),
-    (['--num_classes', '1'], 'at least 2 classes'),
+    (['--num_classes', '1'], 'at least 2 classes'), (['--test_limit', '0'], 'test_limit'),
     (['--defense', 'nc', '--nc_epochs', '0'], 'nc_epochs'), (['--defense', 'nc', '--nc_unlearn_ratio', '0'], 'nc_unlearn_ratio')])
 def test_bad_values_are_refused(argv, message):
     with pytest.raises(UserError, match=message):

@@ -16,13 +16,21 @@ pytestmark = pytest.mark.e2e
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDENT = os.path.join(ROOT, 'weight', 's_net', 'WRN-16-1-S-model_best.pth.tar')
 TEACHER = os.path.join(ROOT, 'weight', 't_net', 'WRN-16-1-T-model_best.pth.tar')
+# The runs below are measured on the first 1000 test images (--test_limit): a full pass over the test sets
+# costs ~25 s on a 2-core AVX2 CPU, and these tests check that the scripts run and write, not the figures.
+LIMIT = ['--test_limit', '1000']
+
+
+def quick_start_loaders(cifar, test_limit=None):
+    class Args:
+        trigger_type, target_type, target_label, num_classes, eval_batch_size = 'gridTrigger', 'all2one', 5, 10, 1000
+    Args.test_limit = test_limit
+    return make_test_loaders(Args, cifar, torch.device('cpu'), 'gridTrigger')
 
 
 @pytest.fixture(scope='module')
 def loaders(cifar):
-    class Args:
-        trigger_type, target_type, target_label, num_classes, eval_batch_size = 'gridTrigger', 'all2one', 5, 10, 1000
-    return make_test_loaders(Args, cifar, torch.device('cpu'), 'gridTrigger')
+    return quick_start_loaders(cifar)
 
 
 def test_real_cifar10_is_intact(cifar):
@@ -50,9 +58,9 @@ def test_shipped_teacher(loaders):
     assert metrics['asr'] == pytest.approx(ckpt['asr'], abs=0.1)
 
 
-def test_one_nad_epoch_writes_results_and_checkpoint(tmp_path, loaders):
+def test_one_nad_epoch_writes_results_and_checkpoint(tmp_path, cifar):
     result = subprocess.run([sys.executable, 'main.py', '--epochs', '1', '--checkpoint_root', str(tmp_path / 'w'),
-                             '--log_root', str(tmp_path / 'r'), '--seed', '3'],
+                             '--log_root', str(tmp_path / 'r'), '--seed', '3', *LIMIT],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [l for l in result.stdout.splitlines() if l.startswith('epoch')]
@@ -64,20 +72,21 @@ def test_one_nad_epoch_writes_results_and_checkpoint(tmp_path, loaders):
     assert summary['config']['seed'] == 3 and summary['method'] == 'nad' and summary['at_form'] == 'code'
     assert summary['before']['asr'] >= 99.0
     assert summary['after']['asr'] < summary['before']['asr']   # one epoch of NAD already cuts the ASR
+    assert summary['config']['test_limit'] == 1000 and summary['acc_note'].startswith('ACC over the 1000 test images')
     csv_rows = (tmp_path / 'r' / 'nad_WRN-16-1-S-model_best_seed3.csv').read_text().splitlines()
     assert csv_rows[0] == 'epoch,lr,loss,acc,asr,ra,seconds' and len(csv_rows) == 3
     model, ckpt = select_model('WRN-16-1', 10, str(tmp_path / 'w' / 'WRN-16-1.tar'))
     assert ckpt['epoch'] == 1 and ckpt['keep_rule'] == 'last' and ckpt['config']['beta3'] == 1000
     # The recorded result is a float32 measurement: it reproduces exactly (bfloat16 would not, on any device).
     assert ckpt['eval_precision'] == 'float32' and summary['eval_precision'].startswith('float32')
-    metrics = evaluate(model, *loaders, torch.device('cpu'))
+    metrics = evaluate(model, *quick_start_loaders(cifar, 1000), torch.device('cpu'))
     assert (metrics['acc'], metrics['asr']) == (ckpt['acc'], ckpt['asr']) == (summary['after']['acc'], summary['after']['asr'])
 
 
 def test_train_badnet_one_epoch_of_a_named_clean_label_attack(tmp_path, cifar):
     out = tmp_path / 'bd.pth.tar'
     result = subprocess.run([sys.executable, 'train_badnet.py', '--epochs', '1', '--output', str(out),
-                             '--log_root', str(tmp_path), '--attack', 'sig'],
+                             '--log_root', str(tmp_path), '--attack', 'sig', *LIMIT],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'poisoned 4000 of 50000 training images (sigTrigger, cleanLabel, target 0)' in result.stdout
@@ -90,7 +99,7 @@ def test_train_badnet_one_epoch_of_a_named_clean_label_attack(tmp_path, cifar):
 
 def run_defense(tmp_path, *argv):
     result = subprocess.run([sys.executable, 'main.py', '--epochs', '1', '--checkpoint_root', str(tmp_path / 'w'),
-                             '--log_root', str(tmp_path / 'r'), *argv], cwd=ROOT, capture_output=True, text=True,
+                             '--log_root', str(tmp_path / 'r'), *LIMIT, *argv], cwd=ROOT, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
@@ -99,11 +108,12 @@ def run_defense(tmp_path, *argv):
 @pytest.mark.parametrize('defense,extra', [('finetune', []), ('mixup', []), ('cutout', []), ('argd', []),
                                            ('fineprune', ['--prune_ratio', '0.25'])])
 def test_each_defense_runs_an_epoch_and_writes_its_results(tmp_path, defense, extra):
-    # --eval_every 0: measured only after the epoch; 'before' is the student checkpoint's own record (the NAD
-    # test above measures it), which saves a pass over the test sets per defense
+    # --eval_every 0: measured before and after the epoch only; 'before' is measured on the same 1000 images,
+    # not taken from the checkpoint's record (the full test set)
     out = run_defense(tmp_path, '--defense', defense, '--eval_every', '0', *extra)
     assert f'{defense} done' in out
     summary = json.loads((tmp_path / 'r' / f'{defense}_WRN-16-1-S-model_best_seed0.json').read_text())
+    assert summary['before_source'] == 'measured'
     assert summary['method'] == defense and summary['config']['defense'] == defense
     assert summary['before']['asr'] >= 99.0 and summary['after']['epoch'] == 1
     assert summary['after']['asr'] < 90.0 or defense == 'fineprune'   # every fine-tuning defense bites at once
@@ -135,7 +145,7 @@ def test_mcr_curve_reproduces_endpoints_on_real_data(tmp_path):
 def test_the_same_seed_twice_gives_the_same_numbers_and_weights(tmp_path):
     def nad(name):
         result = subprocess.run([sys.executable, 'main.py', '--epochs', '2', '--ratio', '0.02', '--eval_every', '0',
-                                 '--device', 'cpu', '--seed', '4', '--run_name', name, '--log_root', str(tmp_path),
+                                 '--device', 'cpu', '--seed', '4', '--run_name', name, '--log_root', str(tmp_path), *LIMIT,
                                  '--checkpoint_root', str(tmp_path / name)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]

@@ -13,7 +13,7 @@ from reproduce import Runner, get_arguments, table_name
 from runner import digest, same_student, seal, stored_run
 from utils import UserError
 
-TABLE = 'table1_code_badnets_finetune-nad_seeds0-1_epochs1'  # the name a subset's table gets
+TABLE = 'table1_code_badnets_finetune-nad_seeds0-1_epochs1_test1000'  # the name a subset's table gets
 
 
 @pytest.mark.e2e
@@ -25,7 +25,8 @@ def test_grid_writes_table1_with_mean_and_sd_over_seeds(grid):
     with open(tmp_path / 'results' / f'{TABLE}.csv') as f:
         cells = {(r['attack'], r['defense']): r for r in csv.DictReader(f)}
     assert sorted(cells) == sorted((a, d) for a in ('badnets', 'average') for d in ('before', 'finetune', 'nad'))
-    runs = {(d, s): json.loads((tmp_path / 'results' / 'grid' / f'badnets_{d}_code_epochs1_seed{s}.json').read_text())
+    grid = tmp_path / 'results' / 'grid'
+    runs = {(d, s): json.loads((grid / f'badnets_{d}_code_epochs1_test1000_seed{s}.json').read_text())
             for d in ('teacher', 'nad') for s in (0, 1)}
     for defense, stored in (('finetune', 'teacher'), ('nad', 'nad')):
         for metric in ('acc', 'asr', 'ra'):
@@ -48,18 +49,18 @@ def test_second_call_resumes_and_a_changed_setting_reruns(grid):
     tmp_path, _ = grid
     assert 'reproduce: 0 runs made (0.0 min), 4 found done' in reproduce(tmp_path, *GRID)
     planned = reproduce(tmp_path, *GRID, '--epochs', '2', '--dry_run')  # another epoch count: another name, made anew
-    assert planned.count('--make_teacher') == 2 and 'badnets_teacher_code_epochs2_seed0' in planned
+    assert planned.count('--make_teacher') == 2 and 'badnets_teacher_code_epochs2_test1000_seed0' in planned
 
 
 @pytest.mark.e2e
 def test_an_edited_or_broken_stored_run_is_made_again(grid):
     tmp_path, _ = grid
-    path = tmp_path / 'results' / 'grid' / 'badnets_nad_code_epochs1_seed1.json'
+    path = tmp_path / 'results' / 'grid' / 'badnets_nad_code_epochs1_test1000_seed1.json'
     summary = json.loads(path.read_text())
     summary['after']['acc'] += 5.0                                # "improved" by hand
     path.write_text(json.dumps(summary))
     out = reproduce(tmp_path, *GRID)
-    assert 'badnets_nad_code_epochs1_seed1: the stored run was edited after it was made: running it again' in out
+    assert 'badnets_nad_code_epochs1_test1000_seed1: the stored run was edited after it was made: running it again' in out
     assert 'reproduce: 1 runs made' in out
 
 
@@ -72,6 +73,7 @@ def test_table_names_say_what_the_grid_changed():
     assert name('--defenses', 'nad', 'finetune', '--seeds', '0') == 'table1_code_nad-finetune_seeds0'
     assert name('--mcr_epochs', '100') == 'table1_code_mcr100' and name('--mcr_epochs', '100', '--defenses', 'nad') == \
         'table1_code_nad'
+    assert name('--seeds', '0', '--test_limit', '1000') == 'table1_code_seeds0_test1000'   # part of the test set
 
 
 def test_run_names_carry_every_setting_that_changes_the_result(tmp_path):
@@ -80,6 +82,8 @@ def test_run_names_carry_every_setting_that_changes_the_result(tmp_path):
     assert runner.cell_name('sig', 'mcr', 2, 'paper') == 'sig_mcr_paper_epochs1_mcr20_seed2'
     runner = Runner(get_arguments().parse_args(['--results', str(tmp_path)]))
     assert runner.cell_name('badnets', 'nad', 0, 'paper-lr0.01') == 'badnets_nad_paper-lr0.01_seed0'
+    runner = Runner(get_arguments().parse_args(['--results', str(tmp_path), '--test_limit', '500']))
+    assert runner.cell_name('badnets', 'nad', 0, 'code') == 'badnets_nad_code_test500_seed0'
 
 
 def stored(tmp_path, flags, **extra):

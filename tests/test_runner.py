@@ -103,7 +103,7 @@ def test_a_grid_on_slurm_makes_exactly_what_the_local_launcher_made(grid, tmp_pa
     out = run_reproduce(tmp_path, *flags, '--launcher', 'slurm', '--threads', threads, '--time', '20',
                         '--cpus_per_run', str(min(int(threads), len(os.sched_getaffinity(0)))))
     assert out.count('as Slurm array') == 2 and 'reproduce: 2 runs made' in out
-    for name in ('badnets_teacher_code_epochs1_seed0', 'badnets_nad_code_epochs1_seed0'):
+    for name in ('badnets_teacher_code_epochs1_test1000_seed0', 'badnets_nad_code_epochs1_test1000_seed0'):
         ours, theirs = (json.loads((root / 'results' / 'grid' / f'{name}.json').read_text())
                         for root in (tmp_path, local))
         metrics = [{k: v for k, v in run['after'].items() if k != 'seconds'} for run in (ours, theirs)]
