@@ -176,7 +176,7 @@ class Runner:
         """A Table 1 run's name: every setting that changes its result and is not fixed by the zoo."""
         epochs = '' if self.args.epochs is None else f'_epochs{self.args.epochs}'
         mcr = f'_mcr{self.args.mcr_epochs}' if method == 'mcr' else ''
-        return f'{attack}_{method}_{protocol}{epochs}{mcr}{test_part(self.args)}_seed{seed}'
+        return f'{attack}_{method}_{protocol}{epochs}{mcr}{limited_suffix(self.args)}_seed{seed}'
 
     def teacher(self, attack, seed, protocol=None, need_model=True):
         """The attack's zoo model fine-tuned under `protocol` on seed's clean subset (all betas 0): NAD's
@@ -315,17 +315,17 @@ def defense_flags(defense, args):
     return ['--defense', defense]
 
 
-def test_part(args):
-    """The part of a run's or a table's name that says it was measured on part of the test set."""
+def limited_suffix(args):
+    """The part of a run's or a table's name that says it was measured on part of the test set (_test<N>)."""
     return '' if args.test_limit is None else f'_test{args.test_limit}'
 
 
 def zoo_before(args, attack):
     """ACC, ASR and RA of the zoo's backdoored model, measured once in float32 and stored beside the grid
-    (grid/<attack>_before.json, with the checkpoint's sha256: a retrained model is measured again)."""
+    (grid/<attack>_before[_test<N>].json, with the checkpoint's sha256: a retrained model is measured again)."""
     path = zoo_paths(attack)[0]
     sha = file_sha256(os.path.join(ROOT, path))
-    stored = os.path.join(args.results, 'grid', f'{attack}_before{test_part(args)}.json')
+    stored = os.path.join(args.results, 'grid', f'{attack}_before{limited_suffix(args)}.json')
     try:
         with open(stored) as f:
             record = json.load(f)
@@ -474,7 +474,7 @@ def table_name(args, protocol):
         parts.append(f'epochs{args.epochs}')
     if args.mcr_epochs != get_arguments().get_default('mcr_epochs') and 'mcr' in args.defenses:
         parts.append(f'mcr{args.mcr_epochs}')
-    return '_'.join(parts) + test_part(args)
+    return '_'.join(parts) + limited_suffix(args)
 
 
 def row(attack, defense, results, seconds):
@@ -536,6 +536,9 @@ def main():
     if any(s < 0 for s in args.seeds) or args.mcr_epochs < 1 or \
             any(n is not None and n < 1 for n in (args.epochs, args.test_limit)):
         raise UserError('--seeds must be non-negative and --epochs, --mcr_epochs, --test_limit at least 1')
+    if args.test_limit is not None and args.analysis:
+        raise UserError("--test_limit is for Table 1 grids, whose runs and tables are named for it; the analyses' "
+                        'are not, and would be replaced by runs measured on part of the test set')
     check_launch_arguments(args)
     runner = Runner(args)
     start = time.perf_counter()

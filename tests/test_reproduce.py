@@ -5,10 +5,12 @@ import csv
 import json
 import os
 import statistics
+import subprocess
+import sys
 
 import pytest
 
-from conftest import GRID, reproduce
+from conftest import GRID, ROOT, reproduce
 from reproduce import Runner, get_arguments, table_name
 from runner import digest, same_student, seal, stored_run
 from utils import UserError
@@ -74,6 +76,15 @@ def test_table_names_say_what_the_grid_changed():
     assert name('--mcr_epochs', '100') == 'table1_code_mcr100' and name('--mcr_epochs', '100', '--defenses', 'nad') == \
         'table1_code_nad'
     assert name('--seeds', '0', '--test_limit', '1000') == 'table1_code_seeds0_test1000'   # part of the test set
+
+
+@pytest.mark.parametrize('argv,message', [(['--test_limit', '0'], 'at least 1'),
+                                          (['--analysis', 'detection', '--test_limit', '1000'], 'Table 1 grids')])
+def test_bad_grid_settings_are_one_line(tmp_path, argv, message):
+    result = subprocess.run([sys.executable, 'reproduce.py', *argv, '--results', str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and message in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert not any(tmp_path.iterdir())                            # nothing run, nothing written
 
 
 def test_run_names_carry_every_setting_that_changes_the_result(tmp_path):
