@@ -61,11 +61,12 @@ def warn_if_other_attack(args, s_ckpt):
 def known_before(args, method, s_ckpt):
     """The 'before' row when it needs no test pass, and where it comes from; (None, 'measured') means:
     measure it. With --eval_every 0 it is the student checkpoint's own record (same test set, same
-    trigger), when it has one and --test_limit does not cut the test set; a teacher trained from scratch
-    starts from a fresh initialisation."""
+    trigger), when it has one and neither this run nor the record was measured on part of the test set
+    (--test_limit); a teacher trained from scratch starts from a fresh initialisation."""
     if method == 'teacher' and args.teacher_from_scratch:
         return {'acc': None, 'asr': None, 'ra': None}, 'not measured (fresh initialisation)'
-    if args.eval_every or args.test_limit or made_with_other_attack(args, s_ckpt):
+    partial = args.test_limit or (s_ckpt.get('config') or {}).get('test_limit')
+    if args.eval_every or partial or made_with_other_attack(args, s_ckpt):
         return None, 'measured'
     if not isinstance(s_ckpt.get('acc'), (int, float)) or not isinstance(s_ckpt.get('asr'), (int, float)):
         return None, 'measured'

@@ -18,8 +18,8 @@ again, with one line saying why. Table 1 goes to results/table1_<protocol>.csv a
 seeds, epochs or test images (--test_limit) is written under a name that says so (table_name), never over the
 full table.
 
-Compute: every run evaluates on the full test sets only after its last epoch (main.py --eval_every 0);
-'before' is the zoo model measured once per attack; MCR trains its curve for --mcr_epochs (20 here, the
+Compute: every run evaluates on the full test sets (or the first --test_limit images) only after its last
+epoch (main.py --eval_every 0); 'before' is the zoo model measured once per attack; MCR trains its curve for --mcr_epochs (20 here, the
 paper 100) and evaluates t = 0.3 only. On a 2-core AVX2 CPU (float32) a `code` protocol run takes 2-4
 minutes (20 epochs), a `paper-lr0.01` one 1-2 minutes.
 """

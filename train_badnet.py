@@ -100,7 +100,8 @@ def main():
                                    eval_precision='float32')
     write_run(args.output, model_bytes, os.path.join(args.log_root, f'badnet_{name}'), rows,
               {'config': vars(args), 'final': rows[-1], 'seconds': total()})
-    print(f"saved {args.output}: ACC {rows[-1]['acc']:.2f} ASR {rows[-1]['asr']:.2f} "
+    part = '' if args.test_limit is None else f' (on the first {args.test_limit} test images)'
+    print(f"saved {args.output}: ACC {rows[-1]['acc']:.2f} ASR {rows[-1]['asr']:.2f}{part} "
           f'after {args.epochs} epochs in {total():.0f}s', flush=True)
 
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDENT = os.path.join(ROOT, 'weight', 's_net', 'WRN-16-1-S-model_best.pth.tar')
 TEACHER = os.path.join(ROOT, 'weight', 't_net', 'WRN-16-1-T-model_best.pth.tar')
 # The runs below are measured on the first 1000 test images (--test_limit): a full pass over the test sets
-# costs ~25 s on a 2-core AVX2 CPU, and these tests check that the scripts run and write, not the figures.
+# costs 20-25 s on a 2-core AVX2 CPU, and these tests check that the scripts run and write, not the figures.
 LIMIT = ['--test_limit', '1000']
 
 
@@ -136,9 +136,9 @@ def test_mcr_curve_reproduces_endpoints_on_real_data(tmp_path):
     assert (t0['acc'], t0['asr']) == (t1['acc'], t1['asr'])      # both ends are the backdoored model
     at_t = summary['curve'][1]                                     # the reported point is that curve row (float32)
     assert at_t['t'] == 0.3 and (at_t['acc'], at_t['asr']) == (summary['after']['acc'], summary['after']['asr'])
-    # the curve is measured under autocast, 'before' in float32: the same model, up to a few images
-    assert t0['acc'] == pytest.approx(summary['before']['acc'], abs=0.3)
-    assert t0['asr'] == pytest.approx(summary['before']['asr'], abs=0.3)
+    # the curve is measured under autocast, 'before' in float32: the same model, up to a few of the 1000 images
+    assert t0['acc'] == pytest.approx(summary['before']['acc'], abs=0.5)
+    assert t0['asr'] == pytest.approx(summary['before']['asr'], abs=0.5)
     assert (tmp_path / 'r' / 'mcr_WRN-16-1-S-model_best_seed0_curve.png').stat().st_size > 1000
 
 
