@@ -19,9 +19,9 @@ seeds, epochs or test images (--test_limit) is written under a name that says so
 full table.
 
 Compute: every run evaluates on the full test sets (or the first --test_limit images) only after its last
-epoch (main.py --eval_every 0); 'before' is the zoo model measured once per attack; MCR trains its curve for --mcr_epochs (20 here, the
-paper 100) and evaluates t = 0.3 only. On a 2-core AVX2 CPU (float32) a `code` protocol run takes 2-4
-minutes (20 epochs), a `paper-lr0.01` one 1-2 minutes.
+epoch (main.py --eval_every 0); 'before' is the zoo model measured once per attack; MCR trains its curve
+for --mcr_epochs (20 here, the paper 100) and evaluates t = 0.3 only. On a 2-core AVX2 CPU (float32) a
+`code` protocol run takes 2-4 minutes (20 epochs), a `paper-lr0.01` one 1-2 minutes.
 """
 import argparse
 import functools
@@ -208,8 +208,7 @@ class Runner:
         flags = [str(f) for f in flags]
         if self.args.epochs is not None and '--epochs' not in flags:
             flags += ['--epochs', str(self.args.epochs)]
-        if self.args.test_limit is not None:
-            flags += ['--test_limit', str(self.args.test_limit)]
+        flags += limit_flags(self.args)
         # --replace_shipped: this is the command that makes results/ (a stale run there is made again)
         return flags + ['--device', self.args.device, '--log_root', self.grid, '--replace_shipped']
 
@@ -315,6 +314,11 @@ def defense_flags(defense, args):
     return ['--defense', defense]
 
 
+def limit_flags(args):
+    """main.py's flags for reproduce.py's --test_limit."""
+    return [] if args.test_limit is None else ['--test_limit', str(args.test_limit)]
+
+
 def limited_suffix(args):
     """The part of a run's or a table's name that says it was measured on part of the test set (_test<N>)."""
     return '' if args.test_limit is None else f'_test{args.test_limit}'
@@ -343,8 +347,7 @@ def zoo_before(args, attack):
     from models import select_model
     from utils.engine import evaluate
     from utils.runtime import resolve_device
-    margs = config.parse(config.get_arguments(), ['--attack', attack] +
-                         ([] if args.test_limit is None else ['--test_limit', str(args.test_limit)]))
+    margs = config.parse(config.get_arguments(), ['--attack', attack, *limit_flags(args)])
     device = resolve_device(args.device)
     data = dataset_for(margs)
     model = select_model(margs.s_name, margs.num_classes, os.path.join(ROOT, path))[0].to(device)
