@@ -19,6 +19,10 @@ resumable runner of reproduce.py (one main.py or train_badnet.py process each, r
     nad_beta      NAD on every --attacks model with --nad_beta (the beta that `beta` picked)
     tradeoff      fine-tuning and NAD on every --attacks model under the `code` protocol at first-phase
                   lr 0.003 / 0.01 / 0.03 / 0.1: ASR against ACC, NAD minus fine-tuning at matched ACC
+    tradeoff_harsh  the same, plus NAD and KD at every lr taught by the seed's `code` (lr 0.1) teacher
+    teacher       NAD, KD and two-stage fine-tuning under each --student_protocols with the teacher of each
+                  --teacher_protocols, beside fine-tuning: does a stronger teacher make NAD beat fine-tuning,
+                  and is the attention term what helps (NAD - KD, NAD - two-stage, paired by seed)
     protocols     fine-tuning and NAD on the quick-start model under every protocol, every --seeds:
                   which protocol meets the paper's claim (picks main.py's default)
     detection     Neural Cleanse and STRIP on every --attacks zoo model and after NAD, every --seeds
@@ -31,8 +35,8 @@ import os
 import torch
 
 from at import attention as attention_map
-from config import PROTOCOLS, zoo_paths
-from attacks import ATTACKS, TABLE1, build_trigger
+from config import PROTOCOLS, get_arguments, zoo_paths
+from attacks import ATTACKS, TABLE1, TABLE3, build_trigger
 from defenses import DEFENSES
 from data_loader import DATA_ROOT, DatasetBD, load_dataset
 from models import ARCHS, select_model
@@ -50,7 +54,10 @@ TEACHER_EPOCHS, TEACHER_SCHEDULE = 10, (6, 8)
 
 
 def method_name(method):
-    """A method's name in figures: the defense's title, 'backdoored' before any defense."""
+    """A method's name in figures: the defense's title, 'backdoored' before any defense, and for the harsh
+    trade-off's runs the title and their teacher."""
+    if method.endswith(HARSH_SUFFIX):
+        return f'{method_name(method.removesuffix(HARSH_SUFFIX))}, {HARSH_TEACHER} teacher'
     return 'backdoored' if method == 'before' else DEFENSES[method].title if method in DEFENSES else method
 
 
@@ -351,6 +358,19 @@ def tradeoff(args, runner):
     Table 1's runs). Writes tradeoff.csv (one row per run), tradeoff.png (ASR against ACC per attack, one
     curve per defense, mean and sd over seeds) and tradeoff_summary.csv: NAD's ASR minus fine-tuning's at
     NAD's ACC (fine-tuning's curve of the same seed interpolated), mean and sd per attack."""
+    rows = tradeoff_runs(args, runner)
+    if not rows or args.dry_run:
+        return
+    summary = [{'attack': attack, **matched_difference([r for r in rows if r['attack'] == attack])}
+               for attack in args.attacks]
+    report(args, 'tradeoff', rows)
+    report(args, 'tradeoff_summary', summary)
+    tradeoff_plot(args, rows)
+
+
+def tradeoff_runs(args, runner):
+    """The trade-off's rows: fine-tuning and NAD taught by the fine-tuned model of its own lr, per attack,
+    seed and lr (the stored runs; those still to make are planned)."""
     rows = []
     for attack in args.attacks:
         for seed in args.seeds:
@@ -364,41 +384,87 @@ def tradeoff(args, runner):
                                                 f'tradeoff_{attack}_nad_lr{lr:g}_seed{seed}', common)
                 rows += [{'attack': attack, 'method': method, 'lr': lr, 'seed': seed, **after(s),
                           'ra': s['after'].get('ra')} for method, s in (('finetune', ft), ('nad', nad)) if s]
+    return rows
+
+
+# The trade-off with a harsh teacher: NAD and KD at every student lr taught by the seed's `code` teacher (lr 0.1,
+# then 0.01). 'nad' and 'finetune' stay the trade-off's own runs (NAD taught by the fine-tuned model of its lr).
+HARSH_TEACHER = 'code'
+HARSH_SUFFIX = f'_{HARSH_TEACHER}_teacher'
+HARSH_METHODS = ('nad', 'nad' + HARSH_SUFFIX, 'kd' + HARSH_SUFFIX)  # compared with fine-tuning at matched ACC
+
+
+def tradeoff_harsh(args, runner):
+    """The trade-off of `tradeoff` (its runs, reused), plus NAD and KD at each first-phase lr of TRADEOFF_LRS
+    taught by the seed's `code` teacher, Table 1's lr-0.1 fine-tuned model, whatever the student's lr: does a
+    teacher stronger than the student's own schedule move NAD's curve off fine-tuning's, and does logit
+    distillation from it do as well? Writes tradeoff_harsh.csv (one row per run), tradeoff_harsh.png (the
+    curves of fine-tuning, NAD with the teacher of its lr, and NAD and KD with the code teacher) and
+    tradeoff_harsh_summary.csv (each of HARSH_METHODS minus fine-tuning in ASR at its ACC, as tradeoff_summary);
+    tradeoff's own files are left as they are."""
+    rows = tradeoff_runs(args, runner)
+    for attack in args.attacks:
+        for seed in args.seeds:
+            for lr in TRADEOFF_LRS:
+                for method in ('nad', 'kd'):
+                    s = harsh_run(runner, attack, method, seed, lr)
+                    if s:
+                        rows.append({'attack': attack, 'method': method + HARSH_SUFFIX, 'lr': lr, 'seed': seed,
+                                     **after(s), 'ra': s['after'].get('ra')})
     if not rows or args.dry_run:
         return
-    summary = [{'attack': attack, **matched_difference([r for r in rows if r['attack'] == attack])}
-               for attack in args.attacks]
-    report(args, 'tradeoff', rows)
-    report(args, 'tradeoff_summary', summary)
-    tradeoff_plot(args, rows)
+    summary = []
+    for attack in args.attacks:
+        cell, runs = {'attack': attack}, [r for r in rows if r['attack'] == attack]
+        for method in HARSH_METHODS:
+            matched = matched_difference(runs, method)
+            cell.update({f'{method}_minus_ft_asr': matched[f'{method}_minus_ft_asr'], f'{method}_sd': matched['sd'],
+                         f'{method}_matched_runs': matched['matched_runs']})
+        summary.append(cell)
+    report(args, 'tradeoff_harsh', rows)
+    report(args, 'tradeoff_harsh_summary', summary)
+    tradeoff_plot(args, rows, 'tradeoff_harsh', ('finetune', *HARSH_METHODS),
+                  f"; NAD: taught by the fine-tuned model of its lr; {HARSH_TEACHER} teacher: the lr-0.1 one")
 
 
-def matched_difference(rows):
-    """NAD's ASR minus fine-tuning's at the same ACC: for every NAD run, fine-tuning's ASR at that ACC is
-    read off the same seed's fine-tuning curve (linear in ACC between its runs; NAD runs outside its ACC
-    range are left out). Mean and sd over the NAD runs, and how many there were."""
+def harsh_run(runner, attack, method, seed, lr):
+    """`method` (nad, kd) under the `code` schedule at first-phase `lr`, taught by the seed's code teacher. The
+    run names no --t_model: the runner hands every distillation run the teacher of its --protocol (code) and
+    seed, whatever its --lr. At lr 0.1 it is Table 1's run (NAD) or the teacher analysis's (KD)."""
+    if lr == PROTOCOLS[HARSH_TEACHER]['lr']:
+        return runner.defense(attack, method, seed, protocol=HARSH_TEACHER)
+    return runner(f'tradeoff_{attack}_{method}_lr{lr:g}_teacher-{HARSH_TEACHER}_seed{seed}',
+                  ['--attack', attack, '--seed', seed, '--eval_every', 0, '--protocol', HARSH_TEACHER, '--lr', lr,
+                   '--defense', method])
+
+
+def matched_difference(rows, method='nad'):
+    """`method`'s ASR minus fine-tuning's at the same ACC: for every run of `method`, fine-tuning's ASR at that
+    ACC is read off the same seed's fine-tuning curve (linear in ACC between its runs; runs outside its ACC
+    range are left out). Mean and sd over those runs, and how many there were."""
     diffs = []
     for seed in sorted({r['seed'] for r in rows}):
         ft = sorted((r['acc'], r['asr']) for r in rows if r['seed'] == seed and r['method'] == 'finetune')
-        for r in (r for r in rows if r['seed'] == seed and r['method'] == 'nad'):
+        for r in (r for r in rows if r['seed'] == seed and r['method'] == method):
             for (a0, s0), (a1, s1) in zip(ft, ft[1:]):
                 if a0 <= r['acc'] <= a1:
                     at = s0 if a1 == a0 else s0 + (s1 - s0) * (r['acc'] - a0) / (a1 - a0)
                     diffs.append(r['asr'] - at)
                     break
     if not diffs:
-        return {'nad_minus_ft_asr': None, 'sd': None, 'matched_runs': 0}
+        return {f'{method}_minus_ft_asr': None, 'sd': None, 'matched_runs': 0}
     mean = sum(diffs) / len(diffs)
     sd = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else 0.0
-    return {'nad_minus_ft_asr': mean, 'sd': sd, 'matched_runs': len(diffs)}
+    return {f'{method}_minus_ft_asr': mean, 'sd': sd, 'matched_runs': len(diffs)}
 
 
-def tradeoff_plot(args, rows):
+def tradeoff_plot(args, rows, name='tradeoff', methods=('finetune', 'nad'), note=''):
+    """ASR against ACC per attack, a curve per method over TRADEOFF_LRS (mean and sd over seeds): results/<name>.png."""
     plt = pyplot()
     attacks = list(dict.fromkeys(r['attack'] for r in rows))
     fig, axes = plt.subplots(1, len(attacks), figsize=(3.2 * len(attacks), 3.2), layout='constrained', squeeze=False)
     for ax, attack in zip(axes[0], attacks):
-        for method in ('finetune', 'nad'):
+        for method in methods:
             points = []
             for lr in TRADEOFF_LRS:
                 runs = [r for r in rows if r['attack'] == attack and r['method'] == method and r['lr'] == lr]
@@ -411,8 +477,8 @@ def tradeoff_plot(args, rows):
         ax.set_xlabel('ACC (%)')
         ax.set_ylabel('ASR (%)')
         ax.legend()
-    fig.suptitle(f"code protocol, first-phase lr {', '.join(map(str, TRADEOFF_LRS))}; mean and sd over seeds")
-    save_figure(fig, os.path.join(args.results, 'tradeoff.png'))
+    fig.suptitle(f"code protocol, first-phase lr {', '.join(map(str, TRADEOFF_LRS))}; mean and sd over seeds{note}")
+    save_figure(fig, os.path.join(args.results, f'{name}.png'))
 
 
 def mean_sd(values):
@@ -604,12 +670,18 @@ def detection(args, runner):
 def detection_name(args):
     """'detection' for every Table 1 attack and seeds 0 1 2; a subset is named for what it holds (e.g.
     detection_seeds0), so that a slice of this long grid never overwrites the whole."""
-    parts = ['detection']
+    return '_'.join(subset_parts('detection', args))
+
+
+def subset_parts(name, args):
+    """The parts of an analysis's file name over --attacks and --seeds: the name alone for every Table 1 attack
+    and seeds 0 1 2, else also the attacks and seeds it holds."""
+    parts = [name]
     if sorted(args.attacks) != sorted(TABLE1):
         parts.append('-'.join(args.attacks))
     if sorted(args.seeds) != SEEDS:
         parts.append('seeds' + '-'.join(map(str, args.seeds)))
-    return '_'.join(parts)
+    return parts
 
 
 def detection_markdown(summary, seeds):
@@ -647,6 +719,123 @@ def detection_result(method, summary):
             'other_flagged': ' '.join(map(str, others)), 'asr_before': summary['before']['asr'], **after(summary)}
 
 
+# --- When does NAD beat fine-tuning? A teacher of another protocol, and NAD's controls -------------------------
+
+TEACHER_PROTOCOLS = ('code', 'paper-lr0.01')   # the teacher analysis: the teachers' protocols (lr 0.1 first) ...
+STUDENT_PROTOCOLS = ('paper-lr0.01', 'code')   # ... and the students': code -> paper-lr0.01 is the key cell
+TAUGHT = ('nad', 'kd', 'twostage')             # the runs that take the teacher (two-stage starts from it)
+VERSUS = ('finetune', 'kd', 'twostage')        # NAD minus each, paired by seed
+METRICS = ('asr', 'acc', 'ra')
+CELL = ('attack', 'teacher_protocol', 'student_protocol')
+
+
+def teacher(args, runner):
+    """For every --attacks zoo model, --seeds, teacher protocol (--teacher_protocols) and student protocol
+    (--student_protocols): the teacher (the zoo model fine-tuned under the teacher's protocol: Table 1's
+    fine-tuning run of that protocol), fine-tuning under the student's protocol (its Table 1 run), and under
+    the student's protocol NAD, KD (logits only) taught by that teacher and two-stage fine-tuning (the
+    teacher fine-tuned again). When the two protocols are one, NAD is Table 1's run. Does NAD beat
+    fine-tuning when its teacher is stronger than the student's own schedule, and is the attention term
+    what helps (NAD - KD, NAD - two-stage), or only the teacher's having erased more? Writes <name>_runs.csv
+    (one row per cell, method and seed; a teacher or fine-tuning run is in every cell it belongs to),
+    <name>.csv (mean and sd over the seeds per cell and method, and NAD minus each of VERSUS paired by seed;
+    an 'average' attack over the attacks run, per seed) and <name>.md; <name> is teacher_name's."""
+    rows = []
+    for attack in args.attacks:
+        for seed in args.seeds:
+            for tp in args.teacher_protocols:
+                for sp in args.student_protocols:
+                    runs = {'teacher': runner.defense(attack, 'finetune', seed, protocol=tp),
+                            'finetune': runner.defense(attack, 'finetune', seed, protocol=sp),
+                            **{m: runner.defense(attack, m, seed, protocol=sp, teacher_protocol=tp) for m in TAUGHT}}
+                    rows += [{'attack': attack, 'teacher_protocol': tp, 'student_protocol': sp, 'method': method,
+                              'seed': seed, **after(s), 'ra': s['after'].get('ra')} for method, s in runs.items() if s]
+    if not rows or args.dry_run:
+        return
+    summary = teacher_summary(rows + (attack_average(rows) if len(set(args.attacks) & set(TABLE3)) > 1 else []))
+    name = teacher_name(args)
+    report(args, f'{name}_runs', rows)
+    report(args, name, summary)
+    markdown = teacher_markdown(summary, args)
+    atomic_write(os.path.join(args.results, f'{name}.md'), lambda f: f.write(markdown.encode()))
+    print(markdown)
+
+
+def attack_average(rows):
+    """Per cell of protocols, method and seed, the mean of each metric over the paper's six attacks (those of
+    them run; poison-label Refool is not one), as Table 1's average row: attack 'average'."""
+    six = [r for r in rows if r['attack'] in TABLE3]
+    return [{'attack': 'average', 'teacher_protocol': tp, 'student_protocol': sp, 'method': method, 'seed': seed,
+             **{m: mean_sd([r[m] for r in runs])[0] for m in METRICS}}
+            for (tp, sp, method, seed), runs in grouped(six, CELL[1:] + ('method', 'seed')).items()]
+
+
+def teacher_summary(rows):
+    """Per cell and method, mean and sd over the seeds; then per cell NAD minus each of VERSUS, paired by seed
+    (method 'nad-<versus>'). A metric a run lacks (RA of old runs) is None."""
+    def minus(a, b):
+        return None if a is None or b is None else a - b
+    summary = []
+    for key, runs in grouped(rows, CELL).items():
+        by_method = {method: {r['seed']: r for r in cells} for (method,), cells in grouped(runs, ('method',)).items()}
+        paired = {f'nad-{v}': {seed: {m: minus(nad[m], by_method[v][seed][m]) for m in METRICS}
+                               for seed, nad in by_method['nad'].items()} for v in VERSUS}
+        for method, by_seed in {**by_method, **paired}.items():
+            cell = {**dict(zip(CELL, key)), 'method': method, 'seeds': len(by_seed)}
+            for m in METRICS:
+                cell[m], cell[f'{m}_sd'] = mean_sd([r[m] for r in by_seed.values()])
+            summary.append(cell)
+    return summary
+
+
+def teacher_name(args):
+    """'teacher' for the whole analysis; a slice is named for what it holds (e.g. teacher_from-code_to-paper-lr0.01
+    for the key cell), so that it never overwrites the whole."""
+    parts = subset_parts('teacher', args)
+    if sorted(args.teacher_protocols) != sorted(TEACHER_PROTOCOLS):
+        parts.append('from-' + '+'.join(args.teacher_protocols))
+    if sorted(args.student_protocols) != sorted(STUDENT_PROTOCOLS):
+        parts.append('to-' + '+'.join(args.student_protocols))
+    return '_'.join(parts)
+
+
+def teacher_markdown(summary, args):
+    """A table per (teacher protocol, student protocol): per attack the teacher, fine-tuning, NAD, KD and two-stage
+    (ASR +- sd / ACC / RA) and NAD's ASR and ACC minus each of VERSUS, paired by seed."""
+    defaults = get_arguments()  # main.py's: the KD settings the runs were made with
+    cells = {(c['attack'], c['teacher_protocol'], c['student_protocol'], c['method']): c for c in summary}
+    seeds = ' '.join(map(str, args.seeds))
+
+    def number(c, m, form='.2f'):
+        return '-' if c[m] is None else f"{c[m]:{form}}" + (f"+-{c[f'{m}_sd']:.2f}" if c['seeds'] > 1 else '')
+
+    def run(c):
+        return ' / '.join([number(c, 'asr'), '-' if c['acc'] is None else f"{c['acc']:.2f}",
+                           '-' if c['ra'] is None else f"{c['ra']:.2f}"])
+
+    lines = [f"ASR +- sd / ACC / RA in %, mean over seeds {seeds}. Teacher: the zoo model fine-tuned under the "
+             "teacher's protocol (Table 1's fine-tuning run of it); FT: fine-tuning under the student's protocol "
+             f"(Table 1's); NAD, KD (T {defaults.get_default('kd_t'):g}, alpha {defaults.get_default('kd_alpha'):g}) "
+             "and two-stage (the teacher fine-tuned again with CE) under the student's protocol, from the teacher. "
+             "NAD - X: NAD's ASR (+- sd) / ACC minus X's, paired by seed; negative ASR = NAD leaves less backdoor. "
+             "Average: over the paper's six attacks (those run; not poison-label Refool), per seed."]
+    columns = ['teacher', 'finetune', *TAUGHT]
+    titles = ['teacher', 'FT', 'NAD', 'KD', 'two-stage', *(f'NAD - {t}' for t in ('FT', 'KD', 'two-stage'))]
+    for tp in args.teacher_protocols:
+        for sp in args.student_protocols:
+            same = " (NAD: Table 1's run)" if tp == sp else ''
+            lines += ['', f'Teacher `{tp}`, student `{sp}`{same}:', '',
+                      '| attack | ' + ' | '.join(titles) + ' |', '|---' * (len(titles) + 1) + '|']
+            for attack in dict.fromkeys(c[0] for c in cells):
+                if (attack, tp, sp, 'nad') not in cells:
+                    continue
+                row = [run(cells[attack, tp, sp, m]) for m in columns]
+                row += [f"{number(d, 'asr', '+.2f')} / " + ('-' if d['acc'] is None else f"{d['acc']:+.2f}")
+                        for d in (cells[attack, tp, sp, f'nad-{v}'] for v in VERSUS)]
+                lines.append(f'| {attack} | ' + ' | '.join(row) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
 ANALYSES = {'tradeoff': tradeoff, 'protocols': protocols, 'attribution': attribution, 'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,
             'teachers': teachers, 'all2all': all2all, 'adaptive': adaptive, 'paper_lr': paper_lr, 'nad_beta': nad_beta,
-            'detection': detection}
+            'detection': detection, 'teacher': teacher, 'tradeoff_harsh': tradeoff_harsh}

@@ -8,11 +8,12 @@ import argparse
 import copy
 import math
 import os
+import subprocess
 import tempfile
 
 from at import ATTENTIONS
 from attacks import ATTACKS, TRIGGER_NAMES, check_trigger_name
-from data_loader import TARGET_TYPES
+from data_loader import TARGET_TYPES, TRAIN_SIZES
 from defenses import DEFENSES, defense_of, method_of, settle_defense_flags
 from models import build_model
 from utils import UserError
@@ -123,7 +124,8 @@ def get_arguments():
     g.add_argument('--make_teacher', action='store_true',
                    help='fine-tune the student on the clean data (all betas 0) and save it as --t_model')
     g.add_argument('--defense', default='nad', choices=DEFENSES,
-                   help='nad; finetune (= all betas 0); fineprune; mixup; cutout; argd; mcr; nc (Neural Cleanse); strip (see defenses/)')
+                   help='nad; finetune (= all betas 0); fineprune; mixup; cutout; argd; kd (logit distillation); twostage '
+                        "(the teacher fine-tuned again); mcr; nc (Neural Cleanse); strip (see defenses/)")
     g.add_argument('--teacher_from_scratch', action='store_true',
                    help='with --make_teacher: train a fresh --t_name model on the clean subset instead of '
                         'fine-tuning the student (paper Table 2, Fig. 4); give it more --epochs and a larger --lr')
@@ -182,6 +184,11 @@ def get_arguments():
                    help='ARGD: weight of the attention-relation edge term (20 and 100 make each extra term start at '
                         'about a third of the vertex terms on the shipped model)')
     g.add_argument('--argd_embed', type=float, default=100.0, help='ARGD: weight of the cross-layer embedding term')
+    g.add_argument('--kd_t', type=float, default=4.0,
+                   help="KD (--defense kd, Hinton et al. 2015): softmax temperature T (4: RepDistiller's CIFAR default)")
+    g.add_argument('--kd_alpha', type=float, default=0.9,
+                   help='KD: loss = (1 - alpha) CE + alpha T^2 KL(teacher || student); 0.9 as RepDistiller '
+                        '(Tian et al. 2020) runs KD on CIFAR (CE weight 0.1)')
     g.add_argument('--mcr_epochs', type=int, default=100, help='MCR: epochs of curve training')
     g.add_argument('--mcr_lr', type=float, default=0.01, help='MCR: initial lr of the curve (cosine decay)')
     g.add_argument('--mcr_t', type=float, default=0.3, help='MCR: the point on the curve that is reported and saved')
@@ -288,9 +295,40 @@ SHIPPED = tuple(os.path.join(ROOT, d) for d in ('weight/s_net', 'weight/t_net', 
 
 
 def is_shipped(path):
-    """Whether `path` is an existing file in one of the folders whose files the repository ships."""
+    """Whether `path` is a file the repository ships: one git tracks (a run's own untracked output is not),
+    or, outside a git checkout (an unpacked archive), any file in the folders whose files are shipped."""
     path = os.path.realpath(path)
-    return os.path.isfile(path) and any(path.startswith(d + os.sep) for d in SHIPPED)
+    if not os.path.isfile(path) or not path.startswith(ROOT + os.sep):
+        return False
+    try:
+        tracked = subprocess.run(['git', '-C', ROOT, 'ls-files', '--error-unmatch', '--', path],
+                                 capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        tracked = None
+    if tracked is not None and tracked.returncode in (0, 1):  # 1: untracked; 128: no git checkout here
+        return tracked.returncode == 0
+    return any(path.startswith(d + os.sep) for d in SHIPPED)
+
+
+NAME_MAX = 255     # bytes in one file name on the usual file systems
+RUN_NAME_MAX = 200  # a run's name, leaving room for the suffixes of its files (_curve.csv, _strip.png, .tar)
+
+
+def check_name(name, flag):
+    """A run name is a file name stem: no folder separators, no '..', not empty, short enough."""
+    seps = [s for s in (os.sep, os.altsep) if s]
+    if not name or name in ('.', '..') or any(s in name for s in seps) or '\0' in name:
+        raise UserError(f"{flag} '{name}' must be a plain name: no '/', not '.' or '..' (runs are filed under --log_root)")
+    if len(name.encode()) > RUN_NAME_MAX:
+        raise UserError(f'{flag} is {len(name.encode())} bytes long: at most {RUN_NAME_MAX}')
+
+
+SEED_MAX = 2 ** 32 - 1  # numpy's seeds are 32-bit
+
+
+def check_seed(seed, flag='--seed'):
+    if not 0 <= seed <= SEED_MAX:
+        raise UserError(f'{flag} {seed} must be in 0..{SEED_MAX}')
 
 
 def writable_dir(path, flag):
@@ -312,6 +350,8 @@ def output_file(path, flag, args):
     """The folder of an output file must be writable, and a shipped file is replaced only on purpose."""
     if os.path.isdir(path):
         raise UserError(f'{flag} {path} is a directory; give a file path')
+    if len(os.path.basename(path).encode()) > NAME_MAX:
+        raise UserError(f'{flag}: the file name {os.path.basename(path)[:40]}... is longer than {NAME_MAX} bytes')
     if is_shipped(path) and not args.replace_shipped:
         raise UserError(f'{flag} {path} is a file the repository ships: write elsewhere, or pass --replace_shipped '
                         'to regenerate it on purpose')
@@ -367,6 +407,8 @@ def attack_defaults(attack, parser):
 def validate(args):
     """Raise UserError on the first bad value, naming it."""
     check_trigger_name(args.trigger_type)
+    if getattr(args, 'run_name', None) is not None:
+        check_name(args.run_name, '--run_name')
     if args.target_type not in TARGET_TYPES:
         raise UserError(f"unknown target type '{args.target_type}' (choose from {', '.join(TARGET_TYPES)})")
     if args.num_classes is None:
@@ -411,10 +453,27 @@ def validate(args):
         raise UserError('--cutout_length must not be negative')
     if hasattr(args, 'defense'):
         _validate_defense(args)
+    check_counts(args)
     for name in ('s_name', 't_name'):
         if hasattr(args, name):
             build_model(getattr(args, name), args.num_classes)  # raises UserError on an unknown architecture
     return args
+
+
+def check_counts(args):
+    """The image counts the fractions give, checked before any work: a run on no images would end 'done'."""
+    total = TRAIN_SIZES[args.dataset]
+    if hasattr(args, 'ratio'):
+        clean = int(total * args.ratio)
+        held = int(round(clean * args.holdout))
+        if clean - held < 1:
+            raise UserError(f'--ratio {args.ratio:g} gives {clean} of the {total} training images'
+                            + (f', {clean - held} left after --holdout {args.holdout:g}' if held else '')
+                            + ': nothing to fine-tune on')
+        if args.holdout and held < 1:
+            raise UserError(f'--holdout {args.holdout:g} of {clean} clean images holds out none')
+    if getattr(args, 'attack', None) != 'clean' and hasattr(args, 'inject_portion') and int(total * args.inject_portion) < 1:
+        raise UserError(f'--inject_portion {args.inject_portion:g} poisons none of the {total} training images')
 
 
 def _validate_defense(args):
@@ -456,18 +515,27 @@ def _validate_defense(args):
         raise UserError(f'--prune_target_acc {args.prune_target_acc} must be a percentage in [0, 100]')
     if not all(0 <= t <= 1 for t in args.mcr_points + [args.mcr_t]):
         raise UserError('--mcr_t and --mcr_points must lie in [0, 1]')
+    if args.kd_t <= 0:
+        raise UserError(f'--kd_t {args.kd_t} must be positive (the softmax temperature of KD)')
+    if not 0 <= args.kd_alpha <= 1:
+        raise UserError(f'--kd_alpha {args.kd_alpha} must be in [0, 1] (the weight of KD\'s soft term)')
+    if args.defense == 'twostage' and (args.t_name != args.s_name or args.iterations > 1):
+        raise UserError('--defense twostage fine-tunes the teacher in the student\'s place: it needs --t_name equal to '
+                        '--s_name, and one --iterations round')
     if args.iterations > 1 and not DEFENSES[args.defense].needs_teacher:
-        raise UserError('--iterations applies to the distillation defenses (nad, argd)')
+        raise UserError('--iterations applies to the distillation defenses (nad, argd, kd)')
 
 
 def check_finite(parser, args):
-    """Refuse NaN and infinity in every float flag (argparse's float() accepts 'nan' and 'inf')."""
+    """Refuse NaN and infinity in every float flag (argparse's float() accepts 'nan' and 'inf'), and seeds
+    numpy cannot take (--seed, --seeds: 0..2**32-1). Every script's flags pass through here."""
     for action in parser._actions:
-        if action.type is float:
-            value = getattr(args, action.dest, None)
-            for v in value if isinstance(value, list) else [value]:
-                if v is not None and not math.isfinite(v):
-                    raise UserError(f'--{action.dest} {v} must be a finite number')
+        value = getattr(args, action.dest, None)
+        for v in value if isinstance(value, list) else [value]:
+            if action.type is float and v is not None and not math.isfinite(v):
+                raise UserError(f'--{action.dest} {v} must be a finite number')
+            if action.dest in ('seed', 'seeds') and v is not None:
+                check_seed(v, f'--{action.dest}')
     return args
 
 

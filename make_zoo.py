@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import os
 
+import config
 from attacks import zoo_flags
 from runner import ROOT, Run, add_arguments, check_launch_arguments, launch, report_failures
 from utils.cli import run
@@ -92,7 +93,8 @@ def get_arguments():
 
 
 def main():
-    args = get_arguments().parse_args()
+    parser = get_arguments()
+    args = config.check_finite(parser, parser.parse_args())
     check_launch_arguments(args)
     plan, failed, outcomes = steps(args.attacks), set(), []
     for s in plan:

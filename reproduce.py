@@ -11,7 +11,9 @@ Every run is one `python main.py ...` process (the command is printed first) lau
 filed as results/grid/<attack>_<defense>_<protocol>[_epochs<n>][_test<n>]_seed<seed>.json, .csv and .log with the
 config that made it; the name carries every setting that changes the result. NAD's teacher is the attack's zoo model
 fine-tuned under the same protocol and seed (betas 0), made once and reused; it is also the fine-tuning
-cell. A run whose stored files are whole (digest, CSV fingerprint) and were made with the same flags
+cell. A distillation run taught by the teacher of another protocol (the `teacher` analysis) says so in its
+name, <attack>_<defense>_<protocol>_teacher-<teacher's protocol>..._seed<seed>, and reuses that teacher.
+A run whose stored files are whole (digest, CSV fingerprint) and were made with the same flags
 from the same student checkpoint is skipped, so an interrupted grid resumes; anything else is made
 again, with one line saying why. Table 1 goes to results/table1_<protocol>.csv and .md, our numbers
 (ASR, ACC, RA; mean and sd over --seeds) next to the paper's; a grid with other attacks, defenses,
@@ -30,8 +32,9 @@ import os
 import time
 
 import attacks
+import config
 import defenses
-from analyses import ANALYSES, SEEDS, grouped, mean_sd
+from analyses import ANALYSES, SEEDS, STUDENT_PROTOCOLS, TEACHER_PROTOCOLS, grouped, mean_sd
 from attacks import TABLE1, TABLE3
 from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
 from utils import UserError
@@ -84,6 +87,11 @@ def get_arguments():
                    help='beta analysis: raise beta until NAD ACC falls below this (Fig. 8 rule)')
     p.add_argument('--nad_beta', type=int, default=5000,
                    help='nad_beta analysis: NAD with beta2 = beta3 = this, beta1 = half (beta picked 5000 here)')
+    p.add_argument('--teacher_protocols', nargs='+', default=list(TEACHER_PROTOCOLS), choices=list(PROTOCOLS),
+                   help="teacher analysis: the protocols the teachers are fine-tuned under (a subset writes files "
+                        "of its own, e.g. --teacher_protocols code --student_protocols paper-lr0.01: the key cell)")
+    p.add_argument('--student_protocols', nargs='+', default=list(STUDENT_PROTOCOLS), choices=list(PROTOCOLS),
+                   help='teacher analysis: the protocols NAD, KD, two-stage and fine-tuning run under')
     p.add_argument('--results', default='./results', help='where tables, figures and results/grid go')
     p.add_argument('--models', default='./weight/erasing_net/reproduce', help='where erased models go')
     p.add_argument('--dry_run', action='store_true', help='print the commands of the first runs, run nothing')
@@ -141,12 +149,13 @@ class Runner:
         self.final = True
         work(self.args)
 
-    def __call__(self, name, flags, need_model=False, student=None):
+    def __call__(self, name, flags, need_model=False, student=None, teacher_protocol=None):
         """`python main.py FLAGS` as result `name`; returns its JSON summary (None while it is not made). With
         need_model, a stored run counts only if its model is still on disk, unchanged (the attention maps
         and NAD's teacher load it; a grid made on another machine brings its JSON files, not its models).
-        Runs that name no --protocol get the runner's (and it goes into their name); NAD and ARGD runs on a
-        zoo model that name no --t_model get the teacher made under that protocol and seed. The teacher's
+        Runs that name no --protocol get the runner's (and it goes into their name); distillation runs (NAD,
+        ARGD, KD, two-stage) on a zoo model that name no --t_model get the teacher made under that protocol (or
+        `teacher_protocol`, which the caller puts in the name) and seed. The teacher's
         model file is needed only to make such a run: a stored one needs the teacher's record alone. So
         with `student`, the run that makes this run's student model: (its summary, a function that returns
         it once its model is on disk); the run gets --s_model, and a stored one needs the record alone."""
@@ -158,10 +167,11 @@ class Runner:
         if '--protocol' not in flags:
             flags, name = flags + ['--protocol', self.protocol()], f'{name}_{self.protocol()}'
         if needs_teacher(flags):
-            key = flag(flags, '--attack'), flag(flags, '--seed', '0'), flag(flags, '--protocol')
+            key = flag(flags, '--attack'), flag(flags, '--seed', '0'), teacher_protocol or flag(flags, '--protocol')
             record = self.teacher(*key, need_model=False)
             if record is None:  # the teacher is being made first
                 self.blocked += 1
+                self.wait_note(name, f"its teacher, the {key[2]} protocol's of seed {key[1]}")
                 return None
             flags += ['--t_model', record['checkpoint']]
             sources.append(('teacher_checkpoint', record, lambda: self.teacher(*key, need_model=True)))
@@ -172,11 +182,13 @@ class Runner:
         """The protocol of the runs the analyses make (the first of --protocols)."""
         return self.args.protocols[0]
 
-    def cell_name(self, attack, method, seed, protocol):
-        """A Table 1 run's name: every setting that changes its result and is not fixed by the zoo."""
+    def cell_name(self, attack, method, seed, protocol, teacher_protocol=None):
+        """A Table 1 run's name: every setting that changes its result and is not fixed by the zoo. A teacher
+        of another protocol adds _teacher-<its protocol>; one of the run's own adds nothing (Table 1's name)."""
         epochs = '' if self.args.epochs is None else f'_epochs{self.args.epochs}'
         mcr = f'_mcr{self.args.mcr_epochs}' if method == 'mcr' else ''
-        return f'{attack}_{method}_{protocol}{epochs}{mcr}{limited_suffix(self.args)}_seed{seed}'
+        teacher = f'_teacher-{teacher_protocol}' if teacher_protocol not in (None, protocol) else ''
+        return f'{attack}_{method}_{protocol}{teacher}{epochs}{mcr}{limited_suffix(self.args)}_seed{seed}'
 
     def teacher(self, attack, seed, protocol=None, need_model=True):
         """The attack's zoo model fine-tuned under `protocol` on seed's clean subset (all betas 0): NAD's
@@ -187,14 +199,18 @@ class Runner:
         return self(name, ['--attack', attack, '--protocol', protocol, '--seed', seed, '--eval_every', 0,
                            '--make_teacher', '--t_model', path], need_model=need_model)
 
-    def defense(self, attack, defense, seed, need_model=False, protocol=None):
-        """A Table 1 run: `defense` on the zoo's `attack` model under `protocol` (shared by the analyses)."""
+    def defense(self, attack, defense, seed, need_model=False, protocol=None, teacher_protocol=None):
+        """A Table 1 run: `defense` on the zoo's `attack` model under `protocol` (shared by the analyses). A
+        distillation defense is taught by the teacher of `teacher_protocol` (default: `protocol`, Table 1's)."""
         protocol = protocol or self.protocol()
+        if teacher_protocol not in (None, protocol) and not defenses.DEFENSES[defense].needs_teacher:
+            raise ValueError(f'{defense} has no teacher to take from protocol {teacher_protocol}')
         if defense == 'finetune':  # fine-tuning is the teacher run: the same command line, betas 0
             return self.teacher(attack, seed, protocol, need_model=need_model)
         flags = ['--attack', attack, '--protocol', protocol, '--seed', seed, '--eval_every', 0,
                  *defense_flags(defense, self.args)]
-        return self(self.cell_name(attack, defense, seed, protocol), flags, need_model)
+        return self(self.cell_name(attack, defense, seed, protocol, teacher_protocol), flags, need_model,
+                    teacher_protocol=teacher_protocol)
 
     def before(self, attack):
         """ACC, ASR and RA of the zoo's backdoored model (Table 1's "before")."""
@@ -239,6 +255,7 @@ class Runner:
             return None
         if any(remake() is None for _, _, remake in sources):
             self.blocked += 1
+            self.wait_note(name, 'the model of its ' + ' and '.join(role.split('_')[0] for role, _, _ in sources))
             return None
         if where in self.launched:  # made by this invocation, exited 0, and still not a finished run
             why = f"exited 0 but its result {why or 'is missing'}"
@@ -261,6 +278,12 @@ class Runner:
         self.planned[where] = Run(name, [script, *flags], where, os.path.splitext(where)[0] + '.log',
                                   functools.partial(seal_result, where, flags))
         return None
+
+    def wait_note(self, name, what):
+        """A dry run names each run that waits for its teacher's or student's model to be made (it is planned
+        once that exists)."""
+        if self.args.dry_run:
+            print(f'  {name}: waits for {what}', flush=True)
 
     def finished(self, outcome):
         """Called as each launched run ends: count it and print its result."""
@@ -301,8 +324,10 @@ def models_written(flags):
 
 
 def needs_teacher(flags):
-    """A distillation run on a zoo model (--attack) with no teacher named."""
-    return (flag(flags, '--defense', 'nad') in ('nad', 'argd') and '--attack' in flags and '--t_model' not in flags
+    """A run of a defense that reads a teacher (nad, argd, kd, twostage: defenses.DEFENSES) on a zoo model
+    (--attack) with no teacher named."""
+    defense = defenses.DEFENSES.get(flag(flags, '--defense', 'nad'))
+    return (defense is not None and defense.needs_teacher and '--attack' in flags and '--t_model' not in flags
             and '--make_teacher' not in flags and '--s_model' not in flags)
 
 
@@ -535,7 +560,8 @@ def by_attack(rows):
 
 
 def main():
-    args = get_arguments().parse_args()
+    parser = get_arguments()
+    args = config.check_finite(parser, parser.parse_args())
     if any(s < 0 for s in args.seeds) or args.mcr_epochs < 1 or \
             any(n is not None and n < 1 for n in (args.epochs, args.test_limit)):
         raise UserError('--seeds must be non-negative and --epochs, --mcr_epochs, --test_limit at least 1')

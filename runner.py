@@ -56,11 +56,15 @@ def add_arguments(parser):
 def check_launch_arguments(args):
     threads = 1 if args.threads is None else args.threads
     if min(args.jobs, args.cpus_per_run, args.slurm_array_parallelism, threads) < 1 or args.gpus_per_run < 0 or \
-            (args.time is not None and not args.time > 0):
+            (args.time is not None and not (args.time > 0 and math.isfinite(args.time))):
         raise UserError('--jobs, --cpus_per_run, --slurm_array_parallelism and --threads must be at least 1, '
-                        '--gpus_per_run at least 0 and --time positive')
+                        '--gpus_per_run at least 0 and --time a positive number of minutes')
     if any('=' not in item for item in args.slurm):
         raise UserError(f"--slurm takes KEY=VALUE items (sbatch options), got {' '.join(args.slurm)}")
+    missing = [tool for tool in ('sbatch', 'srun') if shutil.which(tool) is None]
+    if args.launcher == 'slurm' and missing and not getattr(args, 'dry_run', False):
+        raise UserError(f"--launcher slurm needs Slurm's client on this machine ({' and '.join(missing)} not found "
+                        'on PATH): run on the cluster\'s login node, or use --launcher local')
 
 
 @dataclasses.dataclass

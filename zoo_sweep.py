@@ -25,6 +25,7 @@ import collections
 import csv
 import os
 
+import config
 from config import zoo_paths
 from attacks import ATTACKS, TABLE1, TABLE3
 from runner import ROOT, Run, add_arguments, check_launch_arguments, launch
@@ -143,7 +144,8 @@ def pick(rows):
 
 
 def main():
-    args = get_arguments().parse_args()
+    parser = get_arguments()
+    args = config.check_finite(parser, parser.parse_args())
     check_launch_arguments(args)
     all_variants = variants(args)
     todo = [v for v in all_variants if final_checkpoint(v) is None]

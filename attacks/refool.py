@@ -73,7 +73,8 @@ def selected_trigger(data_root=DATA_ROOT, path=REFOOL_FILE):
     `python -m attacks.refool`)."""
     if not os.path.isfile(path):
         raise UserError(f'the Refool reflections {path} are missing: make them with `python -m attacks.refool`')
-    kept = torch.as_tensor(safe_load(path, 'the Refool reflections')['indices'])
+    remake = 'A trigger file holds only tensors: make it again with `python -m attacks.refool`'
+    kept = torch.as_tensor(safe_load(path, 'the Refool reflections', remedy=remake)['indices'])
     return functools.partial(refool_trigger, pool=candidates(data_root)[kept])
 
 

@@ -21,6 +21,7 @@ from utils.files import atomic_write
 from utils.cli import run
 from utils.runtime import generator, seed_everything
 
+REMAKE = 'A trigger file holds only tensors: make it again with `python -m attacks.trojan`'
 TROJAN_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'triggers', 'trojan_WRN-16-1.pt')
 
 
@@ -28,7 +29,7 @@ def nn_trigger(path=TROJAN_FILE):
     """The trigger 'trojanNNTrigger': the patch saved at `path`, read now, once, added at rows/cols 25..27."""
     if not os.path.isfile(path):
         raise UserError(f'the Trojan trigger {path} is missing: make it with `python -m attacks.trojan`')
-    return functools.partial(trojan_trigger, patch=safe_load(path, 'the Trojan trigger')['patch'])
+    return functools.partial(trojan_trigger, patch=safe_load(path, 'the Trojan trigger', remedy=REMAKE)['patch'])
 
 
 def penultimate(model, x):

@@ -11,6 +11,8 @@ Most defenses fine-tune the backdoored model on the clean subset in the one shar
     cutout     fine-tuning with a 3x3 Cutout hole                                  (NAD paper, Appendix B)
     fineprune  mask the least active channels of the last layer, then fine-tune    (Liu et al., RAID 2018)
     argd       NAD's vertex terms + attention-relation edges + cross-layer embeddings (Xia et al., IJCAI 2022)
+    kd         (1 - alpha) CE + alpha T^2 KL(teacher / T || student / T): logits, not attention (Hinton et al. 2015)
+    twostage   the teacher itself fine-tuned again with CE under the student's protocol (no distillation)
     mcr        a Bezier curve between two models, its bend trained; the model at t   (Zhao et al., ICLR 2020)
     nc         Neural Cleanse: reverse-engineer each class's trigger, flag outliers, unlearn (Wang et al., S&P 2019)
     strip      STRIP: flag inputs whose predictions stay confident when superimposed (Gao et al., ACSAC 2019)
@@ -21,7 +23,7 @@ and one entry in DEFENSES.
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from defenses import argd, fineprune, mcr, mixup, nad, neural_cleanse, strip
+from defenses import argd, fineprune, kd, mcr, mixup, nad, neural_cleanse, strip, twostage
 from utils import UserError
 
 
@@ -52,6 +54,9 @@ DEFENSES = {  # Table 1's columns in the paper's order, then the other defenses 
         'badnets': (4.77, 81.17), 'trojan': (19.63, 79.16), 'blend': (4.04, 81.68), 'cl': (9.18, 80.34),
         'sig': (2.52, 81.95), 'refool': (3.18, 80.73), 'average': (7.22, 80.83)}),
     'argd': Defense('ARGD', loss=argd.loss, needs_teacher=True, table1=True),  # not in the paper
+    # NAD's controls (the `teacher` analysis): the same teacher, without the attention term
+    'kd': Defense('KD', loss=kd.loss, needs_teacher=True),
+    'twostage': Defense('Two-stage FT', loss=nad.plain_loss, prepare=twostage.prepare, needs_teacher=True),
     'mixup': Defense('Mixup', loss=mixup.loss, cutout_length=0),
     'cutout': Defense('Cutout', loss=nad.plain_loss, cutout_length=3),
     'nc': Defense('Neural Cleanse', procedure=neural_cleanse.procedure, write_files=neural_cleanse.write_files),

@@ -15,9 +15,10 @@ def build_model(name, num_classes=10):
     return WideResNet(depth=int(match[1]), num_classes=num_classes, widen_factor=int(match[2]))
 
 
-def select_model(name, num_classes=10, checkpoint=None, trust=False):
+def select_model(name, num_classes=10, checkpoint=None, trust=None):
     """Build WRN `name`; with `checkpoint`, load its weights, refusing another architecture or class count,
-    non-finite weights, and (unless `trust`) a file that would run code as it loads.
+    non-finite weights, and (unless `trust`) a file that would run code as it loads (`trust` None: the
+    calling script has no --trust_checkpoint, which the refusal then does not suggest).
 
     Returns (model, checkpoint dict or None)."""
     model = build_model(name, num_classes)

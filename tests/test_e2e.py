@@ -75,7 +75,8 @@ def test_one_nad_epoch_writes_results_and_checkpoint(tmp_path, cifar):
     assert summary['config']['test_limit'] == 1000 and summary['acc_note'].startswith('ACC over the 1000 test images')
     csv_rows = (tmp_path / 'r' / 'nad_WRN-16-1-S-model_best_seed3.csv').read_text().splitlines()
     assert csv_rows[0] == 'epoch,lr,loss,acc,asr,ra,seconds' and len(csv_rows) == 3
-    model, ckpt = select_model('WRN-16-1', 10, str(tmp_path / 'w' / 'WRN-16-1.tar'))
+    model, ckpt = select_model('WRN-16-1', 10, str(tmp_path / 'w' / 'nad_WRN-16-1-S-model_best_seed3.tar'))
+    assert summary['checkpoint'].endswith('nad_WRN-16-1-S-model_best_seed3.tar')   # named like its results
     assert ckpt['epoch'] == 1 and ckpt['keep_rule'] == 'last' and ckpt['config']['beta3'] == 1000
     # The recorded result is a float32 measurement: it reproduces exactly (bfloat16 would not, on any device).
     assert ckpt['eval_precision'] == 'float32' and summary['eval_precision'].startswith('float32')
@@ -117,8 +118,7 @@ def test_each_defense_runs_an_epoch_and_writes_its_results(tmp_path, defense, ex
     assert summary['method'] == defense and summary['config']['defense'] == defense
     assert summary['before']['asr'] >= 99.0 and summary['after']['epoch'] == 1
     assert summary['after']['asr'] < 90.0 or defense == 'fineprune'   # every fine-tuning defense bites at once
-    suffix = '' if defense == 'finetune' else f'-{defense}'
-    model, ckpt = select_model('WRN-16-1', 10, str(tmp_path / 'w' / f'WRN-16-1{suffix}.tar'))
+    model, ckpt = select_model('WRN-16-1', 10, str(tmp_path / 'w' / f'{defense}_WRN-16-1-S-model_best_seed0.tar'))
     assert ckpt['method'] == defense and ckpt['acc'] == summary['after']['acc']
     if defense == 'fineprune':   # the 16 least active channels stay masked in the saved model
         pruned = summary['pruned_channels']
@@ -150,7 +150,7 @@ def test_the_same_seed_twice_gives_the_same_numbers_and_weights(tmp_path):
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
         summary = json.loads((tmp_path / f'{name}.json').read_text())
-        return summary, select_model('WRN-16-1', 10, str(tmp_path / name / 'WRN-16-1.tar'))[0].state_dict()
+        return summary, select_model('WRN-16-1', 10, str(tmp_path / name / f'{name}.tar'))[0].state_dict()
     (first, weights1), (second, weights2) = nad('a'), nad('b')
     assert [(r['loss'], r['acc'], r['asr'], r['ra']) for r in first['epochs']] == \
         [(r['loss'], r['acc'], r['asr'], r['ra']) for r in second['epochs']]

@@ -105,7 +105,7 @@ def test_a_diverging_real_run_ends_in_one_line_and_writes_nothing(tmp_path):
     result = run_cli('main.py', '--lr', '1e8', '--epochs', '1', '--ratio', '0.02', '--eval_every', '0',
                      '--device', 'cpu', '--log_root', str(tmp_path / 'r'), '--checkpoint_root', str(tmp_path / 'w'))
     last = result.stderr.strip().splitlines()[-1]      # after the progress bar: one line, no traceback
-    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
     assert last.startswith('error: training diverged: the loss became NaN or infinite at epoch 1, step ')
     assert os.listdir(tmp_path / 'r') == [] and os.listdir(tmp_path / 'w') == []
 

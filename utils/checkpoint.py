@@ -22,11 +22,12 @@ def save_checkpoint(path, model, arch, num_classes, **info):
     atomic_write(path, checkpoint_bytes(model, arch, num_classes, **info))
 
 
-def safe_load(path, what='checkpoint', trust=False):
+def safe_load(path, what='checkpoint', trust=None, remedy=None):
     """torch.load for every checkpoint and artefact file: weights_only=True, so a file can hold tensors
     and plain containers but never run code while it loads (a pickle can call any function, and
     backdoored models come from strangers). `trust` (--trust_checkpoint) lifts that, for files the user
-    vouches for. A missing, unreadable or refused file is one clear UserError."""
+    vouches for; None: the calling script has no such flag. A missing, unreadable or refused file is one
+    clear UserError, ending with `remedy` (default: what the calling script's flags allow)."""
     if os.path.isdir(path):
         raise UserError(f'{what} {path} is a directory, not a file')
     if not os.path.isfile(path):
@@ -36,15 +37,18 @@ def safe_load(path, what='checkpoint', trust=False):
     except pickle.UnpicklingError as e:
         if not trust and 'Weights only load failed' in str(e):
             wants = re.search(r'GLOBAL ([\w.]+)', str(e))
+            remedy = remedy or ('Pass --trust_checkpoint only for a file you vouch for' if trust is False else
+                                'This script has no --trust_checkpoint: keep only the weights of a file you vouch '
+                                "for (torch.save({'state_dict': ...})), or use main.py or train_badnet.py, which have it")
             raise UserError(f'{what} {path} holds more than tensors and plain values (its pickle asks for '
                             f"{wants[1] if wants else 'an arbitrary object'}), so loading it could run code: refused. "
-                            'Pass --trust_checkpoint only for a file you vouch for') from None
+                            + remedy) from None
         raise UserError(f'{what} {path} is corrupt or not a PyTorch file (UnpicklingError)') from None
     except Exception as e:  # noqa: BLE001 - any failure to read means the file is not a checkpoint
         raise UserError(f'{what} {path} is corrupt or not a PyTorch file ({type(e).__name__})') from None
 
 
-def load_checkpoint(path, trust=False):
+def load_checkpoint(path, trust=None):
     """Read a checkpoint dict (through safe_load), turning a missing or unreadable file into one clear error."""
     ckpt = safe_load(path, 'checkpoint', trust)
     if isinstance(ckpt, dict) and 'state_dict' not in ckpt and all(torch.is_tensor(v) for v in ckpt.values()):

@@ -7,13 +7,14 @@ from utils import UserError
 
 
 def run(main):
-    """Call main(); bad input, Ctrl-C or SIGTERM ends with one line on stderr and a non-zero exit, after
-    the pending writes have cleaned up their temp files."""
+    """Call main(); bad input ends with one line on stderr and exit code 2 (as argparse's own errors), Ctrl-C
+    or SIGTERM with one line and exit code 1, after the pending writes have cleaned up their temp files."""
     signal.signal(signal.SIGTERM, _interrupt)  # a cluster's or a runner's stop: clean up as for Ctrl-C
     try:
         main()
     except UserError as e:
-        sys.exit(f'error: {e}')
+        print(f'error: {e}', file=sys.stderr, flush=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit('interrupted: no partial checkpoint or result file was written')
 

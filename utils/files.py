@@ -7,8 +7,17 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import tempfile
+import threading
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the renames are still ordered, only not locked
+    fcntl = None
+
+from utils import UserError
 
 
 def atomic_write(path, write):
@@ -17,12 +26,16 @@ def atomic_write(path, write):
 
 
 def write_together(items):
-    """Write several files as one unit: each to a temp file beside it, then all renamed into place in the
-    given order (put the file that marks the unit as done, a run's JSON, last). An error, Ctrl-C or
-    SIGTERM before the renames leaves none of them and no temp file; a kill between two renames leaves
-    files whose recorded fingerprints disagree, which runner.stored_run treats as a run not done. Temp files
-    of killed processes are removed by the next write into the same folder."""
-    temps = []
+    """Write several files as one unit: each to a temp file beside it (a unique name per writer), then all
+    renamed into place in the given order (put the file that marks the unit as done, a run's JSON, last).
+    The renames run under one guard: Ctrl-C and SIGTERM wait until they are done, and a lock on each folder
+    keeps two writers of the same files from interleaving theirs, so the unit lands whole or not at all.
+    An error, Ctrl-C or SIGTERM before the renames leaves none of the files and no temp file; a failed
+    rename takes back the ones already made. An OS error (a full disk, a folder that became read-only) is
+    one UserError naming the file. Only a SIGKILL between two renames can leave a mix, whose recorded
+    fingerprints disagree: runner.stored_run treats it as a run not done. Temp files of killed processes
+    are removed by the next write into the same folder."""
+    temps, path = [], None
     try:
         for path, write in items:
             folder = os.path.dirname(os.path.abspath(path))
@@ -35,13 +48,68 @@ def write_together(items):
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        for tmp, (path, _) in zip(temps, items):
-            os.replace(tmp, path)
-    except BaseException:
+        path = None
+        rename_all(temps, [p for p, _ in items])
+    except OSError as e:
+        path = path or e.filename2 or e.filename  # os.replace names its source and target
+        raise UserError(f'could not write {path} ({e.strerror or type(e).__name__}): nothing was saved') from None
+    finally:
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        raise
+
+
+def rename_all(temps, paths):
+    """os.replace each temp file onto its path, with Ctrl-C and SIGTERM held back and every folder locked
+    (sorted, so two writers never wait on each other); a failed rename removes the files already renamed."""
+    done = []
+    with signals_held(), contextlib.ExitStack() as locks:
+        for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in paths}):
+            locks.enter_context(folder_lock(folder))
+        try:
+            for tmp, path in zip(temps, paths):
+                os.replace(tmp, path)
+                done.append(path)
+        except OSError:
+            for path in done:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold back Ctrl-C and SIGTERM: their handlers run when the block ends. (A signal mask would not do:
+    it is per thread, and torch's threads would still take the signal and make Python raise at once.)"""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield
+        return
+    caught = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in caught:
+            if callable(previous[s]):
+                previous[s](s, None)
+            elif previous[s] == signal.SIG_DFL:
+                os.kill(os.getpid(), s)
+
+
+@contextlib.contextmanager
+def folder_lock(folder):
+    """An exclusive flock on the folder itself (no lock file left behind), where the platform has flock."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_run(model_path, model, stem, rows, summary):
