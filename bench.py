@@ -16,6 +16,7 @@ import torch
 
 from data_loader import BatchLoader, clean_subset, load_cifar10
 from models import build_model
+from utils.cli import run
 from utils.engine import accuracy, cross_entropy_loss, train_epoch
 from utils.runtime import autocast_dtype, resolve_device
 
@@ -89,4 +90,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

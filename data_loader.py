@@ -3,6 +3,7 @@
 Everything here works on whole uint8 NCHW tensors: a dataset is decoded once, cached under `data/`,
 poisoned once at construction, moved to the compute device, and augmented a batch at a time there.
 """
+import contextlib
 import glob
 import hashlib
 import json
@@ -74,8 +75,15 @@ def _cached(path, build, num_classes):
     if not os.path.exists(path):
         data = build()
         tmp = path + '.tmp.npz'
-        np.savez(tmp, **{f'{s}_{k}': np.asarray(v) for s, (x, y) in data.items() for k, v in (('x', x), ('y', y))})
-        os.replace(tmp, path)  # atomic: an interrupted fetch leaves no half-written cache
+        try:
+            np.savez(tmp, **{f'{s}_{k}': np.asarray(v) for s, (x, y) in data.items() for k, v in (('x', x), ('y', y))})
+            os.replace(tmp, path)  # atomic: an interrupted fetch leaves no half-written cache
+        except OSError as e:
+            raise UserError(f'could not write the dataset cache {path} ({e.strerror or type(e).__name__}; it needs '
+                            'about 180 MB): nothing was saved') from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         print(f'  cached at {path}', file=sys.stderr, flush=True)
     try:
         with np.load(path) as z:
@@ -110,22 +118,28 @@ def check_cache(data, path, num_classes):
 
 
 def check_cifar10_pixels(data, path):
-    """The cached pixels are CIFAR-10's (their sha256, REFERENCE section 4). Hashing 180 MB takes about a
-    second, so a stamp beside the cache records the file's size and mtime once they matched: a later load
-    of the same file skips the hashing."""
+    """The cached pixels are CIFAR-10's (their sha256, REFERENCE section 4) and so are the labels' class counts
+    (5,000 per class in training, 1,000 in test; the official labels' own sha256 is not known here). Hashing
+    180 MB takes about a second, so a stamp beside the cache records the file's size, times and inode once
+    they matched: a later load of the same file skips the hashing."""
     stamp = path + '.sha256.json'
     info = os.stat(path)
-    seen = {'size': info.st_size, 'mtime_ns': info.st_mtime_ns, **CIFAR10_SHA256}
+    seen = {'size': info.st_size, 'mtime_ns': info.st_mtime_ns, 'ctime_ns': info.st_ctime_ns, 'inode': info.st_ino,
+            **CIFAR10_SHA256}
     try:
         with open(stamp) as f:
             if json.load(f) == seen:
                 return data
     except (OSError, ValueError):
         pass
-    for split, (x, _) in data.items():
+    for split, (x, y) in data.items():
         if _sha256(x.numpy()) != CIFAR10_SHA256[split]:
             raise UserError(f'the dataset cache {path} does not hold the CIFAR-10 {split} images (their sha256 '
                             'differs): delete it and run again to fetch CIFAR-10 anew')
+        per_class = len(y) // 10
+        if torch.bincount(y, minlength=10).tolist() != [per_class] * 10:
+            raise UserError(f'the dataset cache {path} holds CIFAR-10\'s {split} images with labels that are not '
+                            f'{per_class} per class: delete it and run again to fetch CIFAR-10 anew')
     try:
         with open(stamp, 'w') as f:
             json.dump(seen, f)

@@ -28,6 +28,7 @@ from data_loader import BatchLoader, clean_subset, dataset_for, test_loaders
 from defenses import defense_of, method_of
 from defenses.finetuning import fine_tune
 from models import build_model, select_model
+from utils import UserError
 from utils.checkpoint import checkpoint_bytes
 from utils.files import file_sha256, write_run
 from utils.cli import Timer, epoch_line, run
@@ -47,8 +48,8 @@ ATTACK_KEYS = ('trigger_type', 'target_type', 'target_label', 'trigger_alpha')
 
 def made_with_other_attack(args, s_ckpt):
     """True when the student's checkpoint records a trigger other than the one ASR is measured with here."""
-    made = (s_ckpt or {}).get('config', {})
-    return any(k in made and made[k] != getattr(args, k) for k in ATTACK_KEYS)
+    made = (s_ckpt or {}).get('config')
+    return isinstance(made, dict) and any(k in made and made[k] != getattr(args, k) for k in ATTACK_KEYS)
 
 
 def warn_if_other_attack(args, s_ckpt):
@@ -67,14 +68,20 @@ def known_before(args, method, s_ckpt):
     (--test_limit); a teacher trained from scratch starts from a fresh initialisation."""
     if method == 'teacher' and args.teacher_from_scratch:
         return {'acc': None, 'asr': None, 'ra': None}, 'not measured (fresh initialisation)'
-    partial = args.test_limit or (s_ckpt.get('config') or {}).get('test_limit')
+    made = s_ckpt.get('config')
+    partial = args.test_limit or (made.get('test_limit') if isinstance(made, dict) else None)
     if args.eval_every or partial or made_with_other_attack(args, s_ckpt):
         return None, 'measured'
-    if not all(isinstance(s_ckpt.get(k), (int, float)) and 0 <= s_ckpt[k] <= 100 for k in ('acc', 'asr')):
-        return None, "measured: the student checkpoint's recorded ACC/ASR are missing or not percentages"
     ra = s_ckpt.get('ra')  # zoo checkpoints made before RA was recorded have none
+    if not (isinstance(made, (dict, type(None))) and all(percentage(s_ckpt.get(k)) for k in ('acc', 'asr'))
+            and (ra is None or percentage(ra))):
+        return None, "measured: the student checkpoint's record (ACC, ASR, RA, config) is missing or malformed"
     return {'acc': float(s_ckpt['acc']), 'asr': float(s_ckpt['asr']), 'ra': None if ra is None else float(ra)}, \
         'student checkpoint record'
+
+
+def percentage(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100
 
 
 def result_name(args, method):
@@ -88,6 +95,14 @@ def model_path(args, method):
     return args.t_model if method == 'teacher' else os.path.join(args.checkpoint_root, f'{result_name(args, method)}.tar')
 
 
+def source_checkpoint(args, method):
+    """The checkpoint the saved weights were fine-tuned from: none for a teacher trained from scratch, the
+    teacher for two-stage fine-tuning, else the student."""
+    if method == 'teacher' and args.teacher_from_scratch:
+        return None
+    return args.t_model if method == 'twostage' else args.s_model
+
+
 def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
     """Write the erased model, the per-epoch CSV and the JSON summary as one unit, the JSON last: it marks
     the run as done and records the sha256 of the other two. Returns the model's path."""
@@ -96,7 +111,7 @@ def save_run(args, method, student, s_ckpt, rows, kept, extra, summary):
     model = checkpoint_bytes(student, arch, args.num_classes, epoch=kept['epoch'], acc=kept['acc'], asr=kept['asr'],
                              ra=kept['ra'], method=method, protocol=args.protocol, keep_rule=args.keep,
                              config=vars(args), eval_precision='float32',
-                             source_checkpoint=None if args.teacher_from_scratch and method == 'teacher' else args.s_model)
+                             source_checkpoint=source_checkpoint(args, method))
     if defense_of(method).write_files:
         defense_of(method).write_files(args, os.path.join(args.log_root, run_name), extra)
     summary = {**summary, 'student_checkpoint': {'path': args.s_model, 'sha256': file_sha256(args.s_model),
@@ -138,6 +153,8 @@ def main():
     if args.holdout:
         (x, y), (hx, hy) = split_holdout(x, y, args.holdout, args.seed)
         holdout = BatchLoader(hx, hy, args.eval_batch_size, device)
+    if len(y) == 0:  # config checked the counts against the dataset's usual size; this cache may be smaller
+        raise UserError(f'--ratio {args.ratio:g} leaves no clean image of the {len(data["train"][1])} in this dataset')
     trigger = trigger_for(args)
     clean, backdoor = test_loaders(args, data, device, trigger)
     loaders = SimpleNamespace(trigger=trigger,

@@ -4,7 +4,7 @@
     python reproduce.py --protocols code paper-lr0.01 --defenses finetune nad      # a table per protocol
     python reproduce.py --attacks badnets blend --defenses finetune nad --seeds 0
     python reproduce.py --analysis curves attention            # see ANALYSES below
-    python reproduce.py --analysis all                         # every analysis (hours on a 2-core CPU)
+    python reproduce.py --analysis all                         # every analysis (days on a 2-core CPU; a GPU: minutes)
     python reproduce.py --jobs 8                               # 8 runs at once (a GPU box); --launcher slurm
 
 Every run is one `python main.py ...` process (the command is printed first) launched by runner.py,
@@ -562,9 +562,8 @@ def by_attack(rows):
 def main():
     parser = get_arguments()
     args = config.check_finite(parser, parser.parse_args())
-    if any(s < 0 for s in args.seeds) or args.mcr_epochs < 1 or \
-            any(n is not None and n < 1 for n in (args.epochs, args.test_limit)):
-        raise UserError('--seeds must be non-negative and --epochs, --mcr_epochs, --test_limit at least 1')
+    if args.mcr_epochs < 1 or any(n is not None and n < 1 for n in (args.epochs, args.test_limit)):
+        raise UserError('--epochs, --mcr_epochs and --test_limit must be at least 1')
     if args.test_limit is not None and args.analysis:
         raise UserError("--test_limit is for Table 1 grids, whose runs and tables are named for it; the analyses' "
                         'are not, and would be replaced by runs measured on part of the test set')

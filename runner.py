@@ -61,10 +61,6 @@ def check_launch_arguments(args):
                         '--gpus_per_run at least 0 and --time a positive number of minutes')
     if any('=' not in item for item in args.slurm):
         raise UserError(f"--slurm takes KEY=VALUE items (sbatch options), got {' '.join(args.slurm)}")
-    missing = [tool for tool in ('sbatch', 'srun') if shutil.which(tool) is None]
-    if args.launcher == 'slurm' and missing and not getattr(args, 'dry_run', False):
-        raise UserError(f"--launcher slurm needs Slurm's client on this machine ({' and '.join(missing)} not found "
-                        'on PATH): run on the cluster\'s login node, or use --launcher local')
 
 
 @dataclasses.dataclass
@@ -130,6 +126,14 @@ def die_with_worker():
 
 # --- launching a batch of runs ------------------------------------------------------------------------------
 
+def check_slurm_client():
+    """Slurm's client, before the first array is submitted (a grid whose runs are all stored needs none)."""
+    missing = [tool for tool in ('sbatch', 'srun') if shutil.which(tool) is None]
+    if missing:
+        raise UserError(f"--launcher slurm needs Slurm's client on this machine ({' and '.join(missing)} not found "
+                        "on PATH): run on the cluster's login node, or use --launcher local")
+
+
 def launch(runs, args, on_done=None):
     """Execute `runs` (independent of each other) on args.launcher; returns their Outcomes in order of
     completion, calling on_done(outcome) as each finishes. Never raises for a run that fails; on an error
@@ -140,6 +144,7 @@ def launch(runs, args, on_done=None):
     import submitit
     folder = os.path.join(ROOT, 'logs', 'submitit', '%j')
     if args.launcher == 'slurm':
+        check_slurm_client()
         # A run over its time is reported, never requeued. The worker imports this module: put it on its path.
         executor = submitit.AutoExecutor(folder=folder, cluster='slurm', slurm_max_num_timeout=0)
         executor.update_parameters(timeout_min=math.ceil(args.time or 360),

@@ -192,9 +192,11 @@ def test_erased_models_are_named_for_what_made_them():
 def test_a_corrupt_before_record_is_measured_and_says_why():
     args = nad_args('--eval_every', '0')
     assert known_before(args, 'nad', {'acc': 85.0, 'asr': 99.0})[1] == 'student checkpoint record'
-    for record in ({'acc': 'x', 'asr': 99.0}, {'acc': 85.0}, {'acc': 850.0, 'asr': 1.0}):
+    for record in ({'acc': 'x', 'asr': 99.0}, {'acc': 85.0}, {'acc': 850.0, 'asr': 1.0}, {'acc': True, 'asr': 1.0},
+                   {'acc': 85.0, 'asr': 99.0, 'ra': 'x'}, {'acc': 85.0, 'asr': 99.0, 'ra': 1e9},
+                   {'acc': 85.0, 'asr': 99.0, 'config': 'not a dict'}):
         before, source = known_before(args, 'nad', record)
-        assert before is None and source.startswith('measured: ') and 'not percentages' in source
+        assert before is None and source.startswith('measured: ') and 'missing or malformed' in source
 
 
 # --- refusals name what the script has ---------------------------------------------------------------------
@@ -256,11 +258,9 @@ def launch_args(*argv):
 def test_the_runner_refuses_an_infinite_time_and_slurm_without_its_client(monkeypatch):
     with pytest.raises(UserError, match='--time inf must be a finite number'):
         launch_args('--time', 'inf')
-    args = launch_args('--launcher', 'slurm')
     monkeypatch.setattr(runner.shutil, 'which', lambda tool: None)
     with pytest.raises(UserError, match="--launcher slurm needs Slurm's client on this machine"):
-        runner.check_launch_arguments(args)
-    runner.check_launch_arguments(launch_args('--launcher', 'local'))
+        runner.launch([runner.Run('r', ['main.py'], 'r.json', 'r.log')], launch_args('--launcher', 'slurm'))
 
 
 def test_the_dependency_floors_are_the_safe_versions():

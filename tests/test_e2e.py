@@ -106,8 +106,8 @@ def run_defense(tmp_path, *argv):
     return result.stdout
 
 
-@pytest.mark.parametrize('defense,extra', [('finetune', []), ('mixup', []), ('cutout', []), ('argd', []),
-                                           ('fineprune', ['--prune_ratio', '0.25'])])
+@pytest.mark.parametrize('defense,extra', [('finetune', []), ('mixup', []), ('cutout', []), ('argd', []), ('kd', []),
+                                           ('twostage', []), ('fineprune', ['--prune_ratio', '0.25'])])
 def test_each_defense_runs_an_epoch_and_writes_its_results(tmp_path, defense, extra):
     # --eval_every 0: measured before and after the epoch only; 'before' is measured on the same 1000 images,
     # not taken from the checkpoint's record (the full test set)
@@ -120,6 +120,8 @@ def test_each_defense_runs_an_epoch_and_writes_its_results(tmp_path, defense, ex
     assert summary['after']['asr'] < 90.0 or defense == 'fineprune'   # every fine-tuning defense bites at once
     model, ckpt = select_model('WRN-16-1', 10, str(tmp_path / 'w' / f'{defense}_WRN-16-1-S-model_best_seed0.tar'))
     assert ckpt['method'] == defense and ckpt['acc'] == summary['after']['acc']
+    if defense == 'twostage':    # fine-tuned from the teacher's weights, and its files say so
+        assert ckpt['source_checkpoint'] == summary['teacher_checkpoint']['path'] == summary['started_from']['path']
     if defense == 'fineprune':   # the 16 least active channels stay masked in the saved model
         pruned = summary['pruned_channels']
         assert len(pruned) == 16 and summary['prune_ratio'] == 0.25

@@ -80,3 +80,10 @@ def test_fit_stops_when_the_holdout_accuracy_stops_improving():
     rows, kept, _ = fit(model, loader, loss_fn, optimizer, 50, lambda t: 0.0, CPU, keep='holdout',
                         holdout=holdout, patience=2)                   # lr 0: the held-out accuracy never moves
     assert len(rows) == 3 and kept['epoch'] == 1
+
+
+def test_amp_auto_is_float32_on_cuda_and_off_is_float32_everywhere():
+    from utils.runtime import autocast_dtype
+    assert autocast_dtype(torch.device('cuda'), 'auto') is None     # measured faster for WRN-16-1 (no GPU needed)
+    assert autocast_dtype(torch.device('cpu'), 'off') is None
+    assert autocast_dtype(torch.device('cpu'), 'on') == torch.bfloat16

@@ -60,21 +60,26 @@ def write_together(items):
 
 
 def rename_all(temps, paths):
-    """os.replace each temp file onto its path, with Ctrl-C and SIGTERM held back and every folder locked
-    (sorted, so two writers never wait on each other); a failed rename removes the files already renamed."""
-    done = []
-    with signals_held(), contextlib.ExitStack() as locks:
-        for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in paths}):
+    """os.replace each temp file onto its path, every folder locked first (taken in one order, so two writers
+    never wait on each other; Ctrl-C still works while waiting), then with Ctrl-C and SIGTERM held back. A
+    failed rename removes the files already renamed; their earlier versions, if any, are gone with them."""
+    existed = any(os.path.exists(p) for p in paths)
+    with contextlib.ExitStack() as locks:
+        for folder in sorted({os.path.realpath(os.path.dirname(os.path.abspath(p))) for p in paths}):
             locks.enter_context(folder_lock(folder))
-        try:
-            for tmp, path in zip(temps, paths):
-                os.replace(tmp, path)
-                done.append(path)
-        except OSError:
-            for path in done:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            raise
+        with signals_held():
+            done = []
+            try:
+                for tmp, path in zip(temps, paths):
+                    os.replace(tmp, path)
+                    done.append(path)
+            except OSError as e:
+                for path in done:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                if existed:
+                    e.strerror = f"{e.strerror}; earlier files of this run's names were replaced and are gone too"
+                raise
 
 
 @contextlib.contextmanager
@@ -90,7 +95,7 @@ def signals_held():
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: one set outside Python
         for s in caught:
             if callable(previous[s]):
                 previous[s](s, None)
@@ -100,16 +105,21 @@ def signals_held():
 
 @contextlib.contextmanager
 def folder_lock(folder):
-    """An exclusive flock on the folder itself (no lock file left behind), where the platform has flock."""
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
+    """An exclusive flock on the folder itself (no lock file left behind), where the platform and the file
+    system allow one; where they do not (no flock, a folder that cannot be opened for reading, a network file
+    system without locks), the files are still renamed, unlocked: a lock must never cost a finished run."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        fd = None
+    try:
+        if fcntl is not None and fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        if fd is not None:
+            os.close(fd)  # closing releases the lock
 
 
 def write_run(model_path, model, stem, rows, summary):
