@@ -563,7 +563,7 @@ def main():
     parser = get_arguments()
     args = config.check_finite(parser, parser.parse_args())
     if args.mcr_epochs < 1 or any(n is not None and n < 1 for n in (args.epochs, args.test_limit)):
-        raise UserError('--epochs, --mcr_epochs and --test_limit must be at least 1')
+        raise UserError('--epochs, --mcr_epochs and --test_limit must each be at least 1')
     if args.test_limit is not None and args.analysis:
         raise UserError("--test_limit is for Table 1 grids, whose runs and tables are named for it; the analyses' "
                         'are not, and would be replaced by runs measured on part of the test set')

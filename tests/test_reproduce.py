@@ -78,7 +78,7 @@ def test_table_names_say_what_the_grid_changed():
     assert name('--seeds', '0', '--test_limit', '1000') == 'table1_code_seeds0_test1000'   # part of the test set
 
 
-@pytest.mark.parametrize('argv,message', [(['--test_limit', '0'], '--test_limit at least 1'),
+@pytest.mark.parametrize('argv,message', [(['--test_limit', '0'], '--test_limit must each be at least 1'),
                                           (['--analysis', 'detection', '--test_limit', '1000'], 'Table 1 grids')])
 def test_bad_grid_settings_are_one_line(tmp_path, argv, message):
     result = subprocess.run([sys.executable, 'reproduce.py', *argv, '--results', str(tmp_path)], cwd=ROOT,
