@@ -14,7 +14,7 @@ import tempfile
 
 from at import ATTENTIONS
 from attacks import ATTACKS, TRIGGER_NAMES, check_trigger_name
-from data_loader import TARGET_TYPES, TRAIN_SIZES
+from data_loader import TARGET_TYPES, TRAIN_SIZES, holdout_size, subset_size
 from defenses import DEFENSES, defense_of, method_of, settle_defense_flags
 from models import build_model
 from utils import UserError
@@ -479,15 +479,15 @@ def check_counts(args):
     """The image counts the fractions give, checked before any work: a run on no images would end 'done'."""
     total = TRAIN_SIZES[args.dataset]
     if hasattr(args, 'ratio'):
-        clean = int(total * args.ratio)
-        held = int(round(clean * args.holdout))
+        clean = subset_size(total, args.ratio)
+        held = holdout_size(clean, args.holdout)
         if clean - held < 1:
             raise UserError(f'--ratio {args.ratio:g} gives {clean} of the {total} training images'
                             + (f', {clean - held} left after --holdout {args.holdout:g}' if held else '')
                             + ': nothing to fine-tune on')
         if args.holdout and held < 1:
             raise UserError(f'--holdout {args.holdout:g} of {clean} clean images holds out none')
-    if getattr(args, 'attack', None) != 'clean' and hasattr(args, 'inject_portion') and int(total * args.inject_portion) < 1:
+    if getattr(args, 'attack', None) != 'clean' and hasattr(args, 'inject_portion') and subset_size(total, args.inject_portion) < 1:
         raise UserError(f'--inject_portion {args.inject_portion:g} poisons none of the {total} training images')
 
 

@@ -361,7 +361,7 @@ class DatasetBD(torch.utils.data.Dataset):
         if mode == 'train':
             candidates = torch.nonzero(y == target_label).flatten() if target_type == 'cleanLabel' \
                 else torch.arange(len(y))
-            count = int(len(y) * inject_portion)
+            count = subset_size(len(y), inject_portion)
             if count > len(candidates):
                 raise UserError(f'--inject_portion {inject_portion} asks for {count} poisoned images, but the '
                                 f'clean-label attack can only use the {len(candidates)} images of class {target_label}')
@@ -390,9 +390,19 @@ class DatasetBD(torch.utils.data.Dataset):
         return self.x[i], self.y[i]
 
 
+def subset_size(n, ratio):
+    """How many of `n` images a fraction gives (the clean subset, the poisoned share): config checks it too."""
+    return int(n * ratio)
+
+
+def holdout_size(n, fraction):
+    """How many of `n` clean images --holdout keeps back for early stopping (main.split_holdout)."""
+    return int(round(n * fraction))
+
+
 def clean_subset(x, y, ratio, seed=0):
     """The defender's clean data: a seeded random `ratio` of the (clean) training set."""
-    idx = torch.randperm(len(y), generator=generator(seed, 'clean_subset'))[:int(len(y) * ratio)].sort().values
+    idx = torch.randperm(len(y), generator=generator(seed, 'clean_subset'))[:subset_size(len(y), ratio)].sort().values
     return x[idx], y[idx]
 
 

@@ -24,7 +24,7 @@ import torch
 
 import config
 from attacks import trigger_for
-from data_loader import BatchLoader, clean_subset, dataset_for, test_loaders
+from data_loader import BatchLoader, clean_subset, dataset_for, holdout_size, test_loaders
 from defenses import defense_of, method_of
 from defenses.finetuning import fine_tune
 from models import build_model, select_model
@@ -39,7 +39,7 @@ from utils.runtime import generator, setup
 def split_holdout(x, y, fraction, seed):
     """Hold out a seeded `fraction` of the clean subset for early stopping (Appendix J)."""
     order = torch.randperm(len(y), generator=generator(seed, 'holdout'))
-    n = int(round(len(y) * fraction))
+    n = holdout_size(len(y), fraction)
     return (x[order[n:]], y[order[n:]]), (x[order[:n]], y[order[:n]])
 
 
