@@ -1,0 +1,211 @@
+"""The documentation a newcomer follows: docs/RESULTS.md is what `python -m experiments.report` writes from
+results/; every `python ...` command in the fenced shell blocks of README.md and docs/*.md works as written, in a
+cheap form (main.py's and train_badnet.py's flags parsed by their own parser, a script with --dry_run dry-run,
+any other asked for --help, and its flags looked up there); and the README's "Adding a defense" / "Adding an attack" snippets, run in the module
+they extend, add an entry that works. The docs are read when the tests are collected, so the tests follow them."""
+import glob
+import importlib.util
+import os
+import re
+import runpy
+import shlex
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import config
+from conftest import ROOT
+from utils import UserError
+
+DOCS = ['README.md', *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'docs', '*.md')))]
+SHELL = ('', 'bash', 'sh', 'shell', 'console')                   # fenced blocks whose lines are shell commands
+PARSERS = {'main.py': config.get_arguments, 'train_badnet.py': config.get_badnet_arguments}  # importable parsers
+OPERATORS = ('&&', '||', ';')                                    # chains: each part is a command of its own
+
+
+def read(doc):
+    with open(os.path.join(ROOT, doc), encoding='utf-8') as f:
+        return f.read()
+
+
+def blocks(text):
+    """(heading, language, first line number, lines) of each fenced code block, under the last heading above it."""
+    found, heading, fence = [], None, None
+    for number, line in enumerate(text.splitlines(), 1):
+        marker = re.match(r'\s*```(\S*)', line)
+        if fence is None and marker:
+            fence = (marker.group(1), number + 1, [])
+        elif fence is not None and marker:
+            found.append((heading, *fence))
+            fence = None
+        elif fence is not None:
+            fence[2].append(line)
+        elif line.startswith('#'):
+            heading = line.lstrip('#').strip()
+    return found
+
+
+def split_commands(line):
+    """The commands of one shell line, each as argv: '# comments' dropped, chains split, a command cut at any
+    other operator (a pipe, a redirection, '&')."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands, argv = [], []
+    for token in lexer:
+        if token in OPERATORS:
+            commands.append(argv)
+            argv = []
+        else:
+            argv.append(token)
+    commands.append(argv)
+    return [argv[:next((i for i, t in enumerate(argv) if set(t) <= set('|&<>')), len(argv))] for argv in commands]
+
+
+def doc_commands():
+    """{command: 'doc:line'} for every python command in the docs' shell blocks (continuations joined), the
+    first place each is written; pip is left out."""
+    found = {}
+    for doc in DOCS:
+        for _, language, start, lines in blocks(read(doc)):
+            if language not in SHELL:
+                continue
+            logical, first = '', start
+            for number, line in enumerate(lines, start):
+                if not logical:
+                    first = number
+                if line.rstrip().endswith('\\'):
+                    logical += line.rstrip()[:-1] + ' '
+                    continue
+                if not re.search(r'(^|&&|\|\||;)\s*python3? ', logical + line):  # not every block is shell
+                    logical = ''
+                    continue
+                for argv in split_commands(logical + line):
+                    if argv[:1] in (['python'], ['python3']) and argv[1:3] != ['-m', 'pip']:
+                        found.setdefault(shlex.join(argv), f'{doc}:{first}')
+                logical = ''
+    return found
+
+
+COMMANDS = doc_commands()
+
+
+def target(argv):
+    """(the script or module, whether it is a module, its arguments) of a python command."""
+    if argv[1] == '-m':
+        return argv[2], True, argv[3:]
+    return argv[1], False, argv[2:]
+
+
+def source_path(name, module):
+    """The file `python [-m] name` runs first, or None if there is none."""
+    if module:
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:
+            return None
+        return spec.origin if spec else None
+    path = os.path.join(ROOT, name)
+    return path if os.path.isfile(path) else None
+
+
+def run_in_process(name, module, args, monkeypatch):
+    """Run `python [-m] name args` here, as its __main__; its exit code."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, 'argv', [name, *args])
+    term = signal.getsignal(signal.SIGTERM)  # utils.cli.run installs its own
+    try:
+        if module:
+            runpy.run_module(name, run_name='__main__', alter_sys=True)
+        else:
+            runpy.run_path(os.path.join(ROOT, name), run_name='__main__')
+    except SystemExit as e:
+        return e.code
+    finally:
+        signal.signal(signal.SIGTERM, term)
+    return 0
+
+
+def test_results_page_is_current():
+    """docs/RESULTS.md is what the report writes from results/ now (else: python -m experiments.report)."""
+    result = subprocess.run([sys.executable, '-m', 'experiments.report', '--check'], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_docs_have_commands():
+    assert any(command.startswith('python main.py') for command in COMMANDS), COMMANDS
+
+
+@pytest.mark.parametrize('command', COMMANDS)
+def test_doc_command(command, monkeypatch, capsys):
+    """main.py and train_badnet.py: the flags parsed and checked by the script's own parser (an unknown flag or a
+    bad value fails), nothing run. A script with --dry_run: dry-run here. Any other: --help in a subprocess."""
+    where = COMMANDS[command]
+    argv = shlex.split(command)
+    name, module, args = target(argv)
+    path = source_path(name, module)
+    if path is None:
+        pytest.fail(f'{where}: {command}: there is no {"module" if module else "script"} {name}')
+    with open(path, encoding='utf-8') as f:
+        dry_run = "'--dry_run'" in f.read()
+    if not module and name in PARSERS:
+        try:
+            config.parse(PARSERS[name](), args)
+        except (SystemExit, UserError) as e:
+            error = capsys.readouterr().err.strip().splitlines()
+            pytest.fail(f'{where}: {command}: {error[-1] if error else e}')
+    elif '--dry_run' in args or dry_run:
+        code = run_in_process(name, module, args if '--dry_run' in args else args + ['--dry_run'], monkeypatch)
+        out = capsys.readouterr()
+        assert code in (0, None), f'{where}: {command} --dry_run: exit {code}\n{out.out[-2000:]}{out.err[-2000:]}'
+    else:  # --help stops at the parse: the command's flags are looked up in the help instead
+        result = subprocess.run([sys.executable, *argv[1:], '--help'], cwd=ROOT, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, f'{where}: {command} --help: exit {result.returncode}\n{result.stderr[-2000:]}'
+        flags = [a.split('=')[0] for a in args if re.match(r'--?[A-Za-z]', a)]
+        unknown = [f for f in flags if not re.search(rf'(?<![\w-]){re.escape(f)}(?![\w-])', result.stdout)]
+        assert not unknown, f'{where}: {command}: {", ".join(unknown)} not in its --help'
+
+
+# The README's extension snippets: run in the module they extend, then the new entry is used as the scripts use it.
+EXTENSIONS = {
+    'Adding a defense': '''
+import torch
+import config, defenses
+from models import build_model
+before = set(defenses.DEFENSES)
+exec(SNIPPET, vars(defenses))
+(name,) = set(defenses.DEFENSES) - before
+args = config.parse(config.get_arguments(), ['--defense', name])     # main.py takes it
+loss, parameters = defenses.DEFENSES[name].loss(args, None, 'cpu')
+value = loss(build_model('WRN-16-1', 10), torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]))
+assert torch.isfinite(value), value
+print('new defense', name)
+''',
+    'Adding an attack': '''
+import torch
+import attacks, config
+before = set(attacks.ATTACKS)
+exec(SNIPPET, vars(attacks))
+(name,) = set(attacks.ATTACKS) - before
+attack = attacks.ATTACKS[name]
+args = config.parse(config.get_badnet_arguments(), ['--attack', name])   # train_badnet.py takes it
+assert (args.trigger_type, args.target_type, args.inject_portion) == \\
+    (attack.trigger_type, attack.target_type, attack.inject_portion), vars(args)
+x = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+assert not torch.equal(attacks.build_trigger(attack.trigger_type)(x), x)
+print('new attack', name)
+''',
+}
+
+
+@pytest.mark.parametrize('heading', EXTENSIONS)
+def test_readme_extension_snippet(heading):
+    snippets = ['\n'.join(lines) for under, language, _, lines in blocks(read('README.md'))
+                if under == heading and language == 'python']
+    assert len(snippets) == 1, f'README.md: one ```python block expected under "{heading}", found {len(snippets)}'
+    program = f'SNIPPET = {snippets[0]!r}\n' + EXTENSIONS[heading]
+    result = subprocess.run([sys.executable, '-c', program], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f'README.md, "{heading}":\n{snippets[0]}\n{result.stderr[-2000:]}'
