@@ -5,10 +5,13 @@ Module names match the original NAD repository's `models/wresnet.py`, so its che
 `forward` returns the outputs of the three residual groups (before the final BN-ReLU), which are
 what attention distillation aligns, followed by the logits. Inputs are images scaled to [0, 1].
 """
+import copy
 import math
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 class BasicBlock(nn.Module):
@@ -70,6 +73,20 @@ class WideResNet(nn.Module):
                 m.bias.data.zero_()
             elif isinstance(m, nn.Linear):
                 m.bias.data.zero_()
+
+    @torch.no_grad()
+    def inference_copy(self):
+        """A copy for evaluation with each block's conv1 -> bn2 folded into one convolution (eval-mode BN is
+        an affine map per channel): one of a block's five elementwise passes over its activations gone. The
+        other BNs follow an addition, so they stay. Same outputs to float rounding; the model itself is
+        left alone."""
+        fused = copy.deepcopy(self).eval()
+        for block in fused.modules():
+            if isinstance(block, BasicBlock):
+                block.conv1, block.bn2 = fuse_conv_bn_eval(block.conv1, block.bn2), nn.Identity()
+        if self.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+            fused = fused.to(memory_format=torch.channels_last)  # the folded weights come out contiguous
+        return fused
 
     def forward(self, x):
         activation1 = self.block1(self.conv1(x))

@@ -87,3 +87,47 @@ def test_amp_auto_is_float32_on_cuda_and_off_is_float32_everywhere():
     assert autocast_dtype(torch.device('cuda'), 'auto') is None     # measured faster for WRN-16-1 (no GPU needed)
     assert autocast_dtype(torch.device('cpu'), 'off') is None
     assert autocast_dtype(torch.device('cpu'), 'on') == torch.bfloat16
+
+
+def randomised_wrn():
+    """WRN-16-1 with batch-norm statistics and affine terms far from their initial values, so that folding
+    them into the convolutions is exercised."""
+    from models import build_model
+    torch.manual_seed(0)
+    model = build_model('WRN-16-1')
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.normal_(1.0, 0.2)
+        bn.bias.data.normal_(0.0, 0.2)
+    return model.to(memory_format=torch.channels_last)
+
+
+def test_the_folded_evaluation_copy_computes_what_the_model_computes_and_leaves_it_alone():
+    model = randomised_wrn().eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    folded = model.inference_copy()
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == 7   # 13 BNs, 6 folded
+    with torch.no_grad():
+        for ours, theirs in zip(folded(x), model(x)):
+            assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_evaluating_between_epochs_leaves_the_trained_weights_bit_identical():
+    """The evaluator works on a folded copy: measuring every epoch or never trains the same weights."""
+    from utils.engine import accuracy, cross_entropy_loss
+
+    def train(measure_every):
+        model = randomised_wrn()
+        torch.manual_seed(1)
+        x, y = torch.rand(32, 3, 32, 32), torch.randint(0, 10, (32,))
+        loader = [(x[i:i + 8].contiguous(memory_format=torch.channels_last), y[i:i + 8]) for i in range(0, 32, 8)]
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        measure = lambda dtype: {'acc': accuracy(model, loader, CPU), 'asr': 0.0, 'ra': None}
+        fit(model, loader, cross_entropy_loss, optimizer, 2, lambda t: 0.05, CPU, measure=measure, every=measure_every)
+        return model.state_dict()
+
+    every, last_only = train(1), train(0)
+    assert all(torch.equal(every[k], last_only[k]) for k in every)

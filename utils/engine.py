@@ -137,6 +137,8 @@ def all_finite(model):
 def predictions(model, loader, device, amp_dtype=None, desc='eval'):
     """(top-1 predictions, labels) for every image of `loader`, in the order served, each as one tensor."""
     model.eval()
+    if hasattr(model, 'inference_copy'):  # batch norm folded into the convolutions (WideResNet)
+        model = model.inference_copy()
     preds, labels = [], []
     for x, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0):
         with autocast(device, amp_dtype):
