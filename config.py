@@ -273,7 +273,7 @@ def get_refool_arguments():
     p = argparse.ArgumentParser(description="Refool: keep the candidate reflections that trigger a model "
                                             "poisoned with all of them best")
     p.add_argument('--model', default='./weight/refool/WRN-16-1-refool-candidates.pth.tar',
-                   help="a model trained with --trigger_type refoolCandidatesTrigger (see make_zoo.py)")
+                   help="a model trained with --trigger_type refoolCandidatesTrigger (see zoo/make.py)")
     p.add_argument('--s_name', default='WRN-16-1')
     p.add_argument('--output', default='./triggers/refool_WRN-16-1.pt')
     p.add_argument('--keep', type=int, default=20, help='reflections kept, of the 200 candidates')

@@ -7,7 +7,7 @@
     python reproduce.py --analysis all                         # every analysis (days on a 2-core CPU; a GPU: minutes)
     python reproduce.py --jobs 8                               # 8 runs at once (a GPU box); --launcher slurm
 
-Every run is one `python main.py ...` process (the command is printed first) launched by runner.py,
+Every run is one `python main.py ...` process (the command is printed first) launched by experiments/runner.py,
 filed as results/grid/<attack>_<defense>_<protocol>[_epochs<n>][_test<n>]_seed<seed>.json, .csv and .log with the
 config that made it; the name carries every setting that changes the result. NAD's teacher is the attack's zoo model
 fine-tuned under the same protocol and seed (betas 0), made once and reused; it is also the fine-tuning
@@ -34,11 +34,11 @@ import time
 import attacks
 import config
 import defenses
-from analyses import ANALYSES, SEEDS, STUDENT_PROTOCOLS, TEACHER_PROTOCOLS, grouped, mean_sd
+from experiments.analyses import ANALYSES, SEEDS, STUDENT_PROTOCOLS, TEACHER_PROTOCOLS, grouped, mean_sd
 from attacks import TABLE1, TABLE3
 from config import DEFAULT_PROTOCOL, PROTOCOLS, zoo_paths
 from utils import UserError
-from runner import (ROOT, Outcome, Run, add_arguments, check_launch_arguments, launch, report_failures, seal_result,
+from experiments.runner import (ROOT, Outcome, Run, add_arguments, check_launch_arguments, launch, report_failures, seal_result,
                     stored_run)
 from utils.checkpoint import load_checkpoint
 from utils.files import atomic_write, file_sha256, write_csv, write_json

@@ -31,7 +31,7 @@ from utils.runtime import generator, setup
 
 
 def default_output(args):
-    """Under the git-ignored runs/weights/: the zoo's files are replaced only by make_zoo.py's commands."""
+    """Under the git-ignored runs/weights/: the zoo's files are replaced only by the commands of `python -m zoo.make`."""
     name = args.attack if args.attack else f'{args.trigger_type}-{args.target_type}-{args.target_label}'
     return os.path.join('runs', 'weights', f'{args.s_name}-{name}.pth.tar')
 

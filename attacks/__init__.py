@@ -68,7 +68,7 @@ PAPER_BEFORE_AVERAGE = (99.04, 83.50)                                 # the pape
 
 
 def zoo_flags(name):
-    """The train_badnet.py flags of an attack's zoo model (make_zoo.py runs them)."""
+    """The train_badnet.py flags of an attack's zoo model (`python -m zoo.make` runs them)."""
     return [str(f) for f in ('--attack', name, *ATTACKS[name].zoo, '--seed', 0)]
 
 

@@ -4,7 +4,7 @@ import csv
 import re
 from types import SimpleNamespace
 
-import analyses
+from experiments import analyses
 
 
 class FakeRunner:

@@ -13,7 +13,7 @@ import torch
 
 import config
 import data_loader as dl
-import runner
+from experiments import runner
 from main import known_before, model_path
 from models import build_model, select_model
 from utils import UserError
@@ -217,7 +217,7 @@ def test_the_refusal_suggests_trust_checkpoint_only_where_the_script_has_it(evil
     with pytest.raises(UserError, match='Pass --trust_checkpoint only') as has_it:
         select_model('WRN-16-1', 10, evil, trust=False)              # main.py, train_badnet.py, attacks
     with pytest.raises(UserError, match='This script has no --trust_checkpoint') as lacks_it:
-        select_model('WRN-16-1', 10, evil)                           # show_triggers.py, reproduce.py
+        select_model('WRN-16-1', 10, evil)                           # attacks.show, reproduce.py
     assert 'could run code' in str(has_it.value) and 'could run code' in str(lacks_it.value)
     import attacks.trojan
     with pytest.raises(UserError, match='make it again with `python -m attacks.trojan`') as artefact:

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import GRID, ROOT, reproduce
 from reproduce import Runner, get_arguments, table_name
-from runner import digest, same_student, seal, stored_run
+from experiments.runner import digest, same_student, seal, stored_run
 from utils import UserError
 
 TABLE = 'table1_code_badnets_finetune-nad_seeds0-1_epochs1_test1000'  # the name a subset's table gets
@@ -277,7 +277,7 @@ def test_nad_minus_fine_tuning_is_paired_by_seed(tmp_path, monkeypatch):
 def test_an_analysis_pair_stored_elsewhere_is_not_made_again_for_its_teachers_model(tmp_path, capsys):
     """finetune_then_nad on a grid copied from another machine (JSON files, no models): both stored runs are
     found; a NAD run still to make has its teacher made again first."""
-    import analyses
+    from experiments import analyses
     from utils.files import file_sha256
     runner = Runner(get_arguments().parse_args(['--results', str(tmp_path), '--models', str(tmp_path / 'm'),
                                                 '--protocols', 'code', '--dry_run']))
@@ -309,7 +309,7 @@ def test_drive_makes_runs_in_passes_each_waiting_for_the_models_it_reads(tmp_pat
     next pass; the outputs are written once, from the last pass; a failed run stops the grid (after the
     others) with one line; a run that exits 0 but leaves no result is a failure, not a loop."""
     import reproduce as rp
-    from runner import Outcome, announce
+    from experiments.runner import Outcome, announce
     batches = []
 
     def fake_launch(runs, args, on_done):

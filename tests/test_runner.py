@@ -1,4 +1,4 @@
-"""runner.py: runs go through submitit (its local executor, and a real Slurm cluster where one answers); a
+"""experiments/runner.py: runs go through submitit (its local executor, and a real Slurm cluster where one answers); a
 failed run is reported with its log and never stops the others; only a run that exited cleanly is sealed,
 so an interrupted one is never taken for finished; the Slurm launcher makes exactly the local grid."""
 import argparse
@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-import make_zoo
+from zoo import make as make_zoo
 from conftest import GRID, reproduce as run_reproduce
-from runner import Run, add_arguments, check_launch_arguments, launch, seal_result, stored_run
+from experiments.runner import Run, add_arguments, check_launch_arguments, launch, seal_result, stored_run
 from utils import UserError
 
 
@@ -143,7 +143,7 @@ def test_a_slurm_task_gone_from_the_queue_without_a_result_is_reported_not_await
     lost node) will never write its result: the runner must, from squeue, and not wait for it."""
     import contextlib
     import types
-    import runner
+    from experiments import runner
 
     class Job:
         job_id, paths = '7_0', types.SimpleNamespace(stderr=tmp_path / '7_0_log.err')

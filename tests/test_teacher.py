@@ -12,13 +12,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import analyses
+from experiments import analyses
 import config
 from conftest import ROOT
 from defenses import DEFENSES, kd, twostage
 from models import build_model
 from reproduce import Runner, get_arguments, needs_teacher
-from runner import seal
+from experiments.runner import seal
 from utils import UserError
 
 

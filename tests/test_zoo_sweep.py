@@ -1,7 +1,7 @@
-"""zoo_sweep.py's plan and its pick rule (no training: the rule is what decides which model ships)."""
+"""zoo/sweep.py's plan and its pick rule (no training: the rule is what decides which model ships)."""
 from types import SimpleNamespace
 
-import zoo_sweep
+from zoo import sweep as zoo_sweep
 
 
 def args(**kw):

@@ -3,16 +3,16 @@ a robust WRN-16-1 (fast adversarial training) for the clean-label attack's PGD, 
 selection, then for each attack a backdoored WRN-16-1 trained from scratch (weight/s_net/) and its
 fine-tuned teacher (weight/t_net/).
 
-    python make_zoo.py                            # everything missing, one run at a time
-    python make_zoo.py --jobs 4                   # independent steps side by side (e.g. on a GPU box)
-    python make_zoo.py --attacks sig cl           # only these attacks' models, and what they need
-    python make_zoo.py --launcher slurm --partition gpu --gpus_per_run 1
-    python make_zoo.py --dry_run                  # the commands, in order
+    python -m zoo.make                            # everything missing, one run at a time
+    python -m zoo.make --jobs 4                   # independent steps side by side (e.g. on a GPU box)
+    python -m zoo.make --attacks sig cl           # only these attacks' models, and what they need
+    python -m zoo.make --launcher slurm --partition gpu --gpus_per_run 1
+    python -m zoo.make --dry_run                  # the commands, in order
 
 Resumable: a step whose output exists is not made again (delete a student and its teacher to re-make an
-attack). Steps run through the runner (runner.py) in batches: every step whose needs exist, side by side
-(--jobs), then the steps those unblocked; each one's output goes to logs/zoo/<step>.log. Each attack's
-recipe (its epochs and any other flag) is its entry in attacks/__init__.py (`zoo`), what zoo_sweep.py
+attack). Steps run through the runner (experiments/runner.py) in batches: every step whose needs exist,
+side by side (--jobs), then the steps those unblocked; each one's output goes to logs/zoo/<step>.log. Each attack's
+recipe (its epochs and any other flag) is its entry in attacks/__init__.py (`zoo`), what `python -m zoo.sweep`
 picked (docs/ZOO.md). History: cl (its PGD against the robust model since) and trojan (8 epochs) were
 trained on the CPU after the first GPU sweep; refool on a lent H200 in a second one, after Refool's
 selection of its reflections; sig, with Cutout, on the CPU after both.
@@ -25,7 +25,7 @@ import os
 
 import config
 from attacks import zoo_flags
-from runner import ROOT, Run, add_arguments, check_launch_arguments, launch, report_failures
+from experiments.runner import ROOT, Run, add_arguments, check_launch_arguments, launch, report_failures
 from utils.cli import run
 
 CLEAN = 'weight/clean/WRN-16-1-clean.pth.tar'

@@ -1,15 +1,15 @@
 """Train variants of the zoo's backdoored models side by side (one GPU, or any device), and pick one per attack.
 
-    python zoo_sweep.py --jobs 8                      # every variant below, 8 train_badnet.py processes at a time
-    python zoo_sweep.py --attacks sig --jobs 2        # only SIG's variants
-    python zoo_sweep.py --launcher slurm --partition gpu --gpus_per_run 1   # one Slurm array
-    python zoo_sweep.py --install                     # copy each attack's pick into the zoo (weight/s_net/)
+    python -m zoo.sweep --jobs 8                      # every variant below, 8 train_badnet.py processes at a time
+    python -m zoo.sweep --attacks sig --jobs 2        # only SIG's variants
+    python -m zoo.sweep --launcher slurm --partition gpu --gpus_per_run 1   # one Slurm array
+    python -m zoo.sweep --install                     # copy each attack's pick into the zoo (weight/s_net/)
 
 Each variant is one `python train_badnet.py --attack A --epochs E [flags] --seed S` process, trained from
 scratch with the defaults (lr 0.1, batch 128, weight decay 5e-4, crop + flip) but for its flags, saved as
 weight/sweep/<name>.pth.tar, its per-epoch CSV, JSON and output in results/sweep/badnet_<name>.{csv,json,log};
-the variants go through the runner (runner.py: --launcher, --jobs, ...). A variant whose checkpoint holds
-its last epoch is not trained again.
+the variants go through the runner (experiments/runner.py: --launcher, --jobs, ...). A variant whose
+checkpoint holds its last epoch is not trained again.
 results/sweep/summary.csv lists every variant's final ACC and ASR (measured in float32) next to the
 paper's Table 3 (rows of variants outside this sweep are kept). --match and --seeds pick a subset.
 
@@ -28,7 +28,7 @@ import os
 import config
 from config import zoo_paths
 from attacks import ATTACKS, TABLE1, TABLE3
-from runner import ROOT, Run, add_arguments, check_launch_arguments, launch
+from experiments.runner import ROOT, Run, add_arguments, check_launch_arguments, launch
 from utils import UserError
 from utils.checkpoint import load_checkpoint
 from utils.files import atomic_write, write_csv

@@ -1,4 +1,4 @@
-"""The one runner of every grid (reproduce.py's Table 1 and analyses, zoo_sweep.py, make_zoo.py): a run is a
+"""The one runner of every grid (reproduce.py's Table 1 and analyses, zoo.sweep, zoo.make): a run is a
 command line (`python main.py ...`, `python train_badnet.py ...`, `python -m attacks.trojan ...`) and the
 result it must leave; the caller skips a run whose result is stored and whole, and hands the rest to
 `launch`, which executes them with submitit:
@@ -32,7 +32,8 @@ from typing import Callable, Optional
 from utils import UserError
 from utils.files import file_sha256, write_json
 
-ROOT = os.path.dirname(os.path.abspath(__file__))  # every command runs here; recorded paths are relative to it
+# The repository (this file's folder's parent): every command runs here; recorded paths are relative to it.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def add_arguments(parser):

@@ -1,6 +1,6 @@
 """Draw every attack's trigger on the same CIFAR-10 test images (paper Fig. 6): one PNG grid.
 
-    python show_triggers.py                  # -> results/triggers.png
+    python -m attacks.show                   # -> results/triggers.png
 
 Column 1 is the clean image; each further column is an attack's test-time trigger (the clean-label attack's
 training images also carry its PGD perturbation, shown in its own column when the clean model is present).
