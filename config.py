@@ -6,18 +6,18 @@ ends with one clear line (and exit code 2) before any work starts.
 """
 import argparse
 import copy
-import functools
-import math
 import os
-import subprocess
-import tempfile
 
 from at import ATTENTIONS
 from attacks import ATTACKS, TRIGGER_NAMES, check_trigger_name
+from attacks.cl import PGD_MODEL, PGD_STEPS, pgd_step_size
 from data_loader import TARGET_TYPES, TRAIN_SIZES, holdout_size, subset_size
 from defenses import DEFENSES, defense_of, method_of, settle_defense_flags
 from models import build_model
 from utils import UserError
+from utils.checkpoint import add_trust_checkpoint
+from utils.cli import check_finite
+from utils.paths import ROOT, add_replace_shipped, input_file, output_file, writable_dir
 
 
 # Erasing protocols: the schedule and optimiser a defense fine-tunes with. `--protocol NAME` sets these
@@ -76,26 +76,14 @@ def _add_common(p, zoo=False, clean=False):
                    help='measure ACC, ASR and RA on the first N test images only (default: all): for quick '
                         'checks, recorded with the result like every flag')
     g.add_argument('--num_classes', type=int, default=None, help='default: from the dataset')
-    _add_trust(g)
+    add_trust_checkpoint(g)
     return p
 
 
 def _add_outputs(g, log_root_help):
     g.add_argument('--log_root', default='./runs', help=log_root_help + ' (default ./runs, git-ignored: the shipped '
                                                           'results/ are written only by the commands that make them)')
-    _add_replace_shipped(g)
-
-
-def _add_replace_shipped(g):
-    g.add_argument('--replace_shipped', action='store_true',
-                   help='allow this run to replace a file the repository ships (weight/s_net, weight/t_net, '
-                        'weight/clean, weight/refool, triggers/, results/): for the documented commands that make them')
-
-
-def _add_trust(g):
-    g.add_argument('--trust_checkpoint', action='store_true',
-                   help='load checkpoints that hold more than tensors and plain values (weights_only=False), '
-                        'which lets their pickle run code: only for files you vouch for. Off by default')
+    add_replace_shipped(g)
 
 
 def _add_optim(p, epochs, lr, batch_size, weight_decay):
@@ -238,94 +226,17 @@ def get_badnet_arguments():
     p.add_argument('--adv_eps', type=float, default=0.0,
                    help='adversarial training (FGSM with random start) at this L-inf eps on [0, 1] pixels, e.g. '
                         '8/255 = 0.0314, to make a robust model for --pgd_model, as Turner et al. do (0: off)')
-    g.add_argument('--pgd_model', default='./weight/clean/WRN-16-1-robust.pth.tar',
+    g.add_argument('--pgd_model', default=PGD_MODEL,
                    help='the model the PGD perturbations are computed against: a robust one, made with --adv_eps, as '
                         'Turner et al. do (see README; against the clean model the backdoor stays weak)')
     g.add_argument('--pgd_eps', type=float, default=0.0,
                    help="L-inf bound on [0, 1] pixels of the PGD on the poisoned images (0: none; the 'cl' preset: 0.15, "
                         'the paper\'s value)')
-    g.add_argument('--pgd_steps', type=int, default=10)
+    g.add_argument('--pgd_steps', type=int, default=PGD_STEPS)
     g.add_argument('--pgd_step_size', type=float, default=None, help='default: 2.5 * eps / steps (Madry et al.)')
     return _add_common(p, clean=True)
 
 
-def get_trojan_arguments():
-    """python -m attacks.trojan: reverse-engineer the Trojan attack's patch from a clean model."""
-    p = argparse.ArgumentParser(description='TrojanNN: optimise the 3x3 trigger patch against a clean model')
-    p.add_argument('--model', default='./weight/clean/WRN-16-1-clean.pth.tar', help='the clean model')
-    p.add_argument('--s_name', default='WRN-16-1')
-    p.add_argument('--output', default='./triggers/trojan_WRN-16-1.pt')
-    p.add_argument('--images', type=int, default=256, help='clean training images the activation is averaged over')
-    p.add_argument('--steps', type=int, default=200, help='Adam steps on the patch')
-    p.add_argument('--lr', type=float, default=0.1)
-    p.add_argument('--neuron', type=int, default=None, help='default: the one with the largest |weight| into the logits')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
-    p.add_argument('--data_root', default=None)
-    p.add_argument('--num_classes', type=int, default=10)
-    _add_trust(p)
-    _add_replace_shipped(p)
-    return p
-
-
-def get_refool_arguments():
-    """python -m attacks.refool: Refool's adversarial selection of the reflection images."""
-    p = argparse.ArgumentParser(description="Refool: keep the candidate reflections that trigger a model "
-                                            "poisoned with all of them best")
-    p.add_argument('--model', default='./weight/refool/WRN-16-1-refool-candidates.pth.tar',
-                   help="a model trained with --trigger_type refoolCandidatesTrigger (see zoo/make.py)")
-    p.add_argument('--s_name', default='WRN-16-1')
-    p.add_argument('--output', default='./triggers/refool_WRN-16-1.pt')
-    p.add_argument('--keep', type=int, default=20, help='reflections kept, of the 200 candidates')
-    p.add_argument('--images', type=int, default=250,
-                   help='non-target training images each candidate is scored on (the attacker\'s data, not the test set)')
-    p.add_argument('--target_label', type=int, default=0)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--device', default='auto')
-    p.add_argument('--amp', default='auto', choices=['auto', 'on', 'off'])
-    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
-    p.add_argument('--data_root', default=None)
-    p.add_argument('--num_classes', type=int, default=10)
-    _add_trust(p)
-    _add_replace_shipped(p)
-    return p
-
-
-ROOT = os.path.dirname(os.path.realpath(__file__))
-SHIPPED = tuple(os.path.join(ROOT, d) for d in ('weight/s_net', 'weight/t_net', 'weight/clean', 'weight/refool',
-                                                'triggers', 'results'))
-
-
-def is_shipped(path):
-    """Whether `path` is a file the repository ships: one git tracks (a run's own untracked output is not),
-    or, outside a git checkout (an unpacked archive), any file in the folders whose files are shipped."""
-    path = os.path.realpath(path)
-    if not os.path.isfile(path) or not path.startswith(ROOT + os.sep):
-        return False
-    if in_git_checkout():
-        tracked = git('ls-files', '--error-unmatch', '--', path)
-        if tracked is not None and tracked.returncode in (0, 1):  # 1: not tracked
-            return tracked.returncode == 0
-    return any(path.startswith(d + os.sep) for d in SHIPPED)
-
-
-def git(*argv):
-    """`git -C ROOT ARGV` (paths taken literally, never as patterns), or None where git cannot run."""
-    try:
-        return subprocess.run(['git', '--literal-pathspecs', '-C', ROOT, *argv], capture_output=True, text=True,
-                              timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-@functools.lru_cache(maxsize=None)
-def in_git_checkout():
-    """Whether ROOT is the top of its own git checkout (not an unpacked archive inside someone else's)."""
-    top = git('rev-parse', '--show-toplevel')
-    return top is not None and top.returncode == 0 and os.path.realpath(top.stdout.strip()) == ROOT
-
-
-NAME_MAX = 255     # bytes in one file name on the usual file systems
 RUN_NAME_MAX = 200  # a run's name, leaving room for the suffixes of its files (_curve.csv, _strip.png, .tar)
 
 
@@ -336,41 +247,6 @@ def check_name(name, flag):
         raise UserError(f"{flag} '{name}' must be a plain name: no '/', not '.' or '..' (runs are filed under --log_root)")
     if len(name.encode()) > RUN_NAME_MAX:
         raise UserError(f'{flag} is {len(name.encode())} bytes long: at most {RUN_NAME_MAX}')
-
-
-SEED_MAX = 2 ** 32 - 1  # numpy's seeds are 32-bit
-
-
-def check_seed(seed, flag='--seed'):
-    if not 0 <= seed <= SEED_MAX:
-        raise UserError(f'{flag} {seed} must be in 0..{SEED_MAX}')
-
-
-def writable_dir(path, flag):
-    """Create `path` if needed and check that a file can be written in it, or raise one clear UserError."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise UserError(f'{flag} {path} is not a writable directory ({e.strerror or type(e).__name__})') from None
-
-
-def input_file(path, flag):
-    if path is not None and not os.path.isfile(path):
-        raise UserError(f"{flag} {path}: {'a directory, not a file' if os.path.isdir(path) else 'no such file'}")
-
-
-def output_file(path, flag, args):
-    """The folder of an output file must be writable, and a shipped file is replaced only on purpose."""
-    if os.path.isdir(path):
-        raise UserError(f'{flag} {path} is a directory; give a file path')
-    if len(os.path.basename(path).encode()) > NAME_MAX:
-        raise UserError(f'{flag}: the file name {os.path.basename(path)[:40]}... is longer than {NAME_MAX} bytes')
-    if is_shipped(path) and not args.replace_shipped:
-        raise UserError(f'{flag} {path} is a file the repository ships: write elsewhere, or pass --replace_shipped '
-                        'to regenerate it on purpose')
-    writable_dir(os.path.dirname(os.path.abspath(path)), flag + "'s folder")
 
 
 def check_paths(args, outputs):
@@ -541,19 +417,6 @@ def _validate_defense(args):
         raise UserError('--iterations applies to the distillation defenses (nad, argd, kd)')
 
 
-def check_finite(parser, args):
-    """Refuse NaN and infinity in every float flag (argparse's float() accepts 'nan' and 'inf'), and seeds
-    numpy cannot take (--seed, --seeds: 0..2**32-1). Every script's flags pass through here."""
-    for action in parser._actions:
-        value = getattr(args, action.dest, None)
-        for v in value if isinstance(value, list) else [value]:
-            if action.type is float and v is not None and not math.isfinite(v):
-                raise UserError(f'--{action.dest} {v} must be a finite number')
-            if action.dest in ('seed', 'seeds') and v is not None:
-                check_seed(v, f'--{action.dest}')
-    return args
-
-
 def parse(parser, argv=None):
     """Parse and validate. A --protocol, a --recipe and a named --attack first set their defaults, so explicit
     flags still win."""
@@ -570,5 +433,5 @@ def parse(parser, argv=None):
         stem = os.path.basename(args.s_model).split('.')[0]
         args.t_model = os.path.join('.', 'runs', 'weights', f'{stem}-T.pth.tar')
     if getattr(args, 'pgd_step_size', 1) is None:
-        args.pgd_step_size = 2.5 * args.pgd_eps / args.pgd_steps
+        args.pgd_step_size = pgd_step_size(args.pgd_eps, args.pgd_steps)
     return args

@@ -42,7 +42,7 @@ from experiments.runner import (ROOT, Outcome, Run, add_arguments, check_launch_
                     stored_run)
 from utils.checkpoint import load_checkpoint
 from utils.files import atomic_write, file_sha256, write_csv, write_json
-from utils.cli import run
+from utils.cli import check_finite, run
 
 DEFENSES = tuple(name for name, d in defenses.DEFENSES.items() if d.table1)  # Table 1's columns
 # Table 1's rows (attacks.TABLE1): the paper's six Table 3 attacks, then Refool with poisoned labels, which
@@ -366,7 +366,6 @@ def zoo_before(args, attack):
     if args.dry_run:
         ckpt = load_checkpoint(os.path.join(ROOT, path))
         return {'acc': ckpt['acc'], 'asr': ckpt['asr'], 'ra': None}
-    import config
     from attacks import trigger_for
     from data_loader import dataset_for, test_loaders
     from models import select_model
@@ -561,7 +560,7 @@ def by_attack(rows):
 
 def main():
     parser = get_arguments()
-    args = config.check_finite(parser, parser.parse_args())
+    args = check_finite(parser, parser.parse_args())
     if args.mcr_epochs < 1 or any(n is not None and n < 1 for n in (args.epochs, args.test_limit)):
         raise UserError('--epochs, --mcr_epochs and --test_limit must each be at least 1')
     if args.test_limit is not None and args.analysis:

@@ -11,6 +11,15 @@ import torch.nn.functional as F
 from models import select_model
 from utils.runtime import autocast
 
+# The PGD's defaults, train_badnet.py's --pgd_model and --pgd_steps (config reads them here; attacks.show too).
+PGD_MODEL = './weight/clean/WRN-16-1-robust.pth.tar'   # made by zoo.make's 'robust' step
+PGD_STEPS = 10
+
+
+def pgd_step_size(eps, steps):
+    """--pgd_step_size's default: 2.5 * eps / steps (Madry et al.), so that the steps can cross the ball."""
+    return 2.5 * eps / steps
+
 
 def pgd(model, x, y, eps, steps, step_size, device, amp_dtype=None, batch_size=500):
     """Untargeted L-inf PGD (no random start, so it is deterministic) on uint8 images; returns uint8."""

@@ -15,9 +15,9 @@ reflected with that candidate alone (the attacker's own data; the test set is no
 are saved with every score and how they were made to triggers/refool_WRN-16-1.pt (REFOOL_FILE).
 Refool repeats selection and retraining for several rounds; one is done here.
 """
+import argparse
 import functools
 import os
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from data_loader import DATA_ROOT, BatchLoader, load_cifar10, load_dataset
 from models import select_model
 from utils import UserError
-from utils.checkpoint import safe_load
-from utils.files import atomic_write
-from utils.cli import run
+from utils.checkpoint import add_trust_checkpoint, safe_load
+from utils.cli import check_finite, command_line, run
 from utils.engine import accuracy
+from utils.files import atomic_write
+from utils.paths import add_replace_shipped, output_file
 from utils.runtime import generator, setup
 
 # Refool (Liu et al., ECCV 2020): a natural image reflected into the picture, by the two reflection
@@ -202,11 +203,33 @@ def score_reflections(model, images, pool, target_label, device, amp_dtype=None)
                          for c in range(len(pool))])
 
 
+def get_arguments():
+    p = argparse.ArgumentParser(prog='python -m attacks.refool',
+                                description="Refool: keep the candidate reflections that trigger a model poisoned "
+                                            "with all of them best")
+    p.add_argument('--model', default='./weight/refool/WRN-16-1-refool-candidates.pth.tar',
+                   help="a model trained with --trigger_type refoolCandidatesTrigger (see zoo/make.py)")
+    p.add_argument('--s_name', default='WRN-16-1')
+    p.add_argument('--output', default='./triggers/refool_WRN-16-1.pt')
+    p.add_argument('--keep', type=int, default=20, help=f'reflections kept, of the {REFOOL_POOL_SIZE} candidates')
+    p.add_argument('--images', type=int, default=250,
+                   help="non-target training images each candidate is scored on (the attacker's data, not the test set)")
+    p.add_argument('--target_label', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--device', default='auto')
+    p.add_argument('--amp', default='auto', choices=['auto', 'on', 'off'])
+    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
+    p.add_argument('--data_root', default=None)
+    p.add_argument('--num_classes', type=int, default=10)
+    add_trust_checkpoint(p)
+    add_replace_shipped(p)
+    return p
+
+
 def main():
-    import config  # the command line only: config sits above the registries, which it reads
-    parser = config.get_refool_arguments()
-    args = config.check_finite(parser, parser.parse_args())
-    config.output_file(args.output, '--output', args)
+    parser = get_arguments()
+    args = check_finite(parser, parser.parse_args())
+    output_file(args.output, '--output', args)
     if not 0 < args.keep <= REFOOL_POOL_SIZE or args.images < 1:
         raise UserError(f'--keep must be in 1..{REFOOL_POOL_SIZE} and --images at least 1')
     device, amp_dtype = setup(args)
@@ -225,7 +248,7 @@ def main():
           f'with {scores[kept].min():.2f}..{scores[kept].max():.2f}% (mean {scores[kept].mean():.2f}%)')
     record = {'indices': kept.tolist(), 'scores': scores.tolist(), 'source_model': args.model,
               'source_config': ckpt.get('config'), 'source_acc': ckpt.get('acc'), 'source_asr': ckpt.get('asr'),
-              'config': vars(args), 'command': 'python ' + ' '.join(sys.argv)}
+              'config': vars(args), 'command': command_line('attacks.refool')}
     atomic_write(args.output, lambda f: torch.save(record, f))
     print(f'saved {args.output}')
 

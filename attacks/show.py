@@ -10,9 +10,10 @@ import os
 
 import torch
 
-import config
-from data_loader import load_cifar10
 from attacks import ATTACKS, TABLE3, build_trigger
+from attacks.cl import PGD_MODEL, PGD_STEPS, pgd, pgd_step_size
+from data_loader import load_cifar10
+from models import select_model
 from utils.cli import run
 from utils.figures import pyplot, save_figure
 
@@ -32,10 +33,10 @@ def main():
     p.add_argument('--output', default='results/triggers.png')
     p.add_argument('--classes', type=int, nargs='*', default=[1, 2, 3, 7, 8],
                    help='show the first test image of each of these classes (not 0, the target)')
-    p.add_argument('--pgd_model', default=None, help="default: the cl attack's (train_badnet.py --pgd_model)")
+    p.add_argument('--pgd_model', default=PGD_MODEL, help="the cl attack's PGD model (train_badnet.py's default)")
     args = p.parse_args()
-    cl = config.parse(config.get_badnet_arguments(), ['--attack', 'cl'])
-    args.pgd_model = args.pgd_model or cl.pgd_model
+    cl = ATTACKS['cl']  # its PGD as train_badnet.py --attack cl runs it: the preset's eps, the default steps
+    eps = cl.flags['pgd_eps']
     x, y = load_cifar10()['test']
     args.images = [int(torch.nonzero(y == c)[0]) for c in args.classes]
     clean = x[args.images]
@@ -43,10 +44,8 @@ def main():
     for attack, alpha in ROWS:
         rows.append((column_title(attack, alpha), build_trigger(ATTACKS[attack].trigger_type, alpha)(clean)))
     if os.path.isfile(args.pgd_model):  # what a CL poisoned training image looks like, with the cl attack's PGD
-        from attacks.cl import pgd
-        from models import select_model
         model = select_model('WRN-16-1', 10, args.pgd_model)[0]
-        adv = pgd(model, clean, y[args.images], cl.pgd_eps, cl.pgd_steps, cl.pgd_step_size, torch.device('cpu'))
+        adv = pgd(model, clean, y[args.images], eps, PGD_STEPS, pgd_step_size(eps, PGD_STEPS), torch.device('cpu'))
         after_cl = ROWS.index(('cl', None)) + 2  # after the clean column and CL's test trigger
         rows.insert(after_cl, (f"{ATTACKS['cl'].title} (poisoned train)", build_trigger(cl.trigger_type)(adv)))
 

@@ -7,18 +7,19 @@ Picks the penultimate neuron most strongly connected to the last fully connected
 clean training images, and saves the patch with how it was made, where the trigger 'trojanNNTrigger'
 (attack 'trojan') reads it: `nn_trigger()`, which attacks.build_trigger calls.
 """
+import argparse
 import functools
 import os
-import sys
 
 import torch
 
 from data_loader import DATA_ROOT, TROJAN_AT, load_dataset, trojan_trigger
 from models import select_model
 from utils import UserError
-from utils.checkpoint import safe_load
+from utils.checkpoint import add_trust_checkpoint, safe_load
+from utils.cli import check_finite, command_line, run
 from utils.files import atomic_write
-from utils.cli import run
+from utils.paths import add_replace_shipped, output_file
 from utils.runtime import generator, seed_everything
 
 REMAKE = 'A trigger file holds only tensors: make it again with `python -m attacks.trojan`'
@@ -73,11 +74,29 @@ def reverse_engineer_trojan(model, images, steps=500, lr=0.1, neuron=None):
                    'images': len(x)}
 
 
+def get_arguments():
+    p = argparse.ArgumentParser(prog='python -m attacks.trojan',
+                                description='TrojanNN: optimise the 3x3 trigger patch against a clean model')
+    p.add_argument('--model', default='./weight/clean/WRN-16-1-clean.pth.tar', help='the clean model')
+    p.add_argument('--s_name', default='WRN-16-1')
+    p.add_argument('--output', default='./triggers/trojan_WRN-16-1.pt')
+    p.add_argument('--images', type=int, default=256, help='clean training images the activation is averaged over')
+    p.add_argument('--steps', type=int, default=200, help='Adam steps on the patch')
+    p.add_argument('--lr', type=float, default=0.1)
+    p.add_argument('--neuron', type=int, default=None, help='default: the one with the largest |weight| into the logits')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
+    p.add_argument('--data_root', default=None)
+    p.add_argument('--num_classes', type=int, default=10)
+    add_trust_checkpoint(p)
+    add_replace_shipped(p)
+    return p
+
+
 def main():
-    import config  # the command line only: config sits above the registries, which it reads
-    parser = config.get_trojan_arguments()
-    args = config.check_finite(parser, parser.parse_args())
-    config.output_file(args.output, '--output', args)
+    parser = get_arguments()
+    args = check_finite(parser, parser.parse_args())
+    output_file(args.output, '--output', args)
     seed_everything(args.seed)
     model, ckpt = select_model(args.s_name, args.num_classes, args.model, args.trust_checkpoint)
     x, _ = load_dataset(args.dataset, args.data_root or DATA_ROOT)[0]['train']
@@ -87,7 +106,7 @@ def main():
           f"{info['activation_with_patch']:.3f} with the patch (all neurons' mean {info['mean_activation_of_all_neurons']:.3f})")
     print('patch (int16, added at rows/cols 25..27, then clipped):', patch.tolist())
     record = {'patch': patch, **info, 'source_model': args.model, 'source_acc': ckpt.get('acc'),
-              'config': vars(args), 'command': 'python ' + ' '.join(sys.argv)}
+              'config': vars(args), 'command': command_line('attacks.trojan')}
     atomic_write(args.output, lambda f: torch.save(record, f))
     print(f'saved {args.output}')
 

@@ -17,7 +17,9 @@ from experiments import runner
 from main import known_before, model_path
 from models import build_model, select_model
 from utils import UserError
+from utils.cli import check_finite
 from utils.files import folder_lock, write_together
+from utils.paths import is_shipped, output_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,7 +50,7 @@ def test_an_escaping_run_name_is_one_line_with_exit_code_2_and_nothing_written(t
 def test_an_output_file_name_longer_than_the_file_system_allows_is_refused(tmp_path):
     args = config.parse(config.get_badnet_arguments(), [])
     with pytest.raises(UserError, match='longer than 255 bytes'):
-        config.output_file(str(tmp_path / ('m' * 300 + '.pth.tar')), '--output', args)
+        output_file(str(tmp_path / ('m' * 300 + '.pth.tar')), '--output', args)
 
 
 @pytest.mark.parametrize('argv,message', [
@@ -75,7 +77,7 @@ def test_seeds_numpy_cannot_take_are_one_clear_line(seed):
     import reproduce
     parser = reproduce.get_arguments()
     with pytest.raises(UserError, match=f'--seeds {seed} must be in'):
-        config.check_finite(parser, parser.parse_args(['--seeds', '0', seed]))
+        check_finite(parser, parser.parse_args(['--seeds', '0', seed]))
 
 
 # --- the dataset cache -------------------------------------------------------------------------------------
@@ -237,12 +239,12 @@ def test_a_malicious_mcr_end_is_refused_before_the_data_are_loaded(evil, tmp_pat
 def test_shipped_means_tracked_by_git_not_merely_in_a_shipped_folder():
     if subprocess.run(['git', '-C', ROOT, 'rev-parse'], capture_output=True).returncode != 0:
         pytest.skip('not a git checkout: the folder rule applies')
-    assert config.is_shipped(os.path.join(ROOT, 'weight', 's_net', 'WRN-16-1-badnets.pth.tar'))
+    assert is_shipped(os.path.join(ROOT, 'weight', 's_net', 'WRN-16-1-badnets.pth.tar'))
     own = os.path.join(ROOT, 'weight', 's_net', f'.test-own-output-{os.getpid()}.pth.tar')
     try:
         with open(own, 'wb') as f:
             f.write(b'a run of mine')
-        assert not config.is_shipped(own)
+        assert not is_shipped(own)
     finally:
         os.unlink(own)
 
@@ -252,7 +254,7 @@ def test_shipped_means_tracked_by_git_not_merely_in_a_shipped_folder():
 def launch_args(*argv):
     import reproduce
     parser = reproduce.get_arguments()
-    return config.check_finite(parser, parser.parse_args(list(argv)))
+    return check_finite(parser, parser.parse_args(list(argv)))
 
 
 def test_the_runner_refuses_an_infinite_time_and_slurm_without_its_client(monkeypatch):

@@ -48,6 +48,13 @@ def safe_load(path, what='checkpoint', trust=None, remedy=None):
         raise UserError(f'{what} {path} is corrupt or not a PyTorch file ({type(e).__name__})') from None
 
 
+def add_trust_checkpoint(group):
+    """The flag that lifts safe_load's refusal, for the scripts that load checkpoints a user brings."""
+    group.add_argument('--trust_checkpoint', action='store_true',
+                       help='load checkpoints that hold more than tensors and plain values (weights_only=False), '
+                            'which lets their pickle run code: only for files you vouch for. Off by default')
+
+
 def load_checkpoint(path, trust=None):
     """Read a checkpoint dict (through safe_load), turning a missing or unreadable file into one clear error."""
     ckpt = safe_load(path, 'checkpoint', trust)

@@ -1,4 +1,7 @@
-"""What every entry point does the same way: error handling, interruption, epoch lines, timing."""
+"""What every entry point does the same way: error handling, interruption, checks every flag list passes,
+epoch lines, timing."""
+import math
+import shlex
 import signal
 import sys
 import time
@@ -23,11 +26,38 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+SEED_MAX = 2 ** 32 - 1  # numpy's seeds are 32-bit
+
+
+def check_seed(seed, flag='--seed'):
+    if not 0 <= seed <= SEED_MAX:
+        raise UserError(f'{flag} {seed} must be in 0..{SEED_MAX}')
+
+
+def check_finite(parser, args):
+    """Refuse NaN and infinity in every float flag (argparse's float() accepts 'nan' and 'inf'), and seeds
+    numpy cannot take (--seed, --seeds: 0..2**32-1). Every script's flags pass through here."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        for v in value if isinstance(value, list) else [value]:
+            if action.type is float and v is not None and not math.isfinite(v):
+                raise UserError(f'--{action.dest} {v} must be a finite number')
+            if action.dest in ('seed', 'seeds') and v is not None:
+                check_seed(v, f'--{action.dest}')
+    return args
+
+
 def epoch_line(epoch, lr, loss, metrics, seconds):
     def text(value, form):
         return '-' if value is None else format(value, form)
     return (f"epoch {epoch:3d} | lr {lr:.5f} | loss {text(loss, '.4f')} | ACC {text(metrics['acc'], '6.2f'):>6} | "
             f"ASR {text(metrics['asr'], '6.2f'):>6} | RA {text(metrics.get('ra'), '6.2f'):>6} | {seconds:5.1f}s")
+
+
+def command_line(module):
+    """The command that ran this process, as a user types it again: `python -m MODULE FLAGS` (under -m,
+    sys.argv[0] is the module's file path). Recorded with what a generator makes."""
+    return shlex.join(['python', '-m', module, *sys.argv[1:]])
 
 
 class Timer:

@@ -23,10 +23,9 @@ import argparse
 import dataclasses
 import os
 
-import config
 from attacks import zoo_flags
 from experiments.runner import ROOT, Run, add_arguments, check_launch_arguments, launch, report_failures
-from utils.cli import run
+from utils.cli import check_finite, run
 
 CLEAN = 'weight/clean/WRN-16-1-clean.pth.tar'
 ROBUST = 'weight/clean/WRN-16-1-robust.pth.tar'              # the cl attack's --pgd_model (its default)
@@ -94,7 +93,7 @@ def get_arguments():
 
 def main():
     parser = get_arguments()
-    args = config.check_finite(parser, parser.parse_args())
+    args = check_finite(parser, parser.parse_args())
     check_launch_arguments(args)
     plan, failed, outcomes = steps(args.attacks), set(), []
     for s in plan:

@@ -25,14 +25,13 @@ import collections
 import csv
 import os
 
-import config
 from config import zoo_paths
 from attacks import ATTACKS, TABLE1, TABLE3
 from experiments.runner import ROOT, Run, add_arguments, check_launch_arguments, launch
 from utils import UserError
 from utils.checkpoint import load_checkpoint
 from utils.files import atomic_write, write_csv
-from utils.cli import run
+from utils.cli import check_finite, run
 
 PAPER_ACC = {attack: ATTACKS[attack].paper[1] for attack in TABLE3}  # Table 3's ACC, as Table 1 prints it
 # (poison-label Refool, not in the paper, is held to the ASR target alone)
@@ -145,7 +144,7 @@ def pick(rows):
 
 def main():
     parser = get_arguments()
-    args = config.check_finite(parser, parser.parse_args())
+    args = check_finite(parser, parser.parse_args())
     check_launch_arguments(args)
     all_variants = variants(args)
     todo = [v for v in all_variants if final_checkpoint(v) is None]
