@@ -64,8 +64,9 @@ def split_commands(line):
 
 
 def doc_commands():
-    """{command: 'doc:line'} for every python command in the docs' shell blocks (continuations joined), the
-    first place each is written; pip is left out."""
+    """{command: 'doc:line'} for the python commands of the docs' shell blocks: each line that starts with
+    `python` (continuations joined), and each command of its chain; the first place each is written; pip is
+    left out."""
     found = {}
     for doc in DOCS:
         for _, language, start, lines in blocks(read(doc)):
@@ -78,13 +79,17 @@ def doc_commands():
                 if line.rstrip().endswith('\\'):
                     logical += line.rstrip()[:-1] + ' '
                     continue
-                if not re.search(r'(^|&&|\|\||;)\s*python3? ', logical + line):  # not every block is shell
-                    logical = ''
+                command, logical = logical + line, ''
+                if not re.match(r'\s*python3?(\s|$)', command):  # a plain block may be no shell at all
                     continue
-                for argv in split_commands(logical + line):
+                try:
+                    argvs = split_commands(command)
+                except ValueError:  # unbalanced quotes: kept as written, and its test says so
+                    found.setdefault(command.strip(), f'{doc}:{first}')
+                    continue
+                for argv in argvs:
                     if argv[:1] in (['python'], ['python3']) and argv[1:3] != ['-m', 'pip']:
                         found.setdefault(shlex.join(argv), f'{doc}:{first}')
-                logical = ''
     return found
 
 
@@ -143,7 +148,10 @@ def test_doc_command(command, monkeypatch, capsys):
     """main.py and train_badnet.py: the flags parsed and checked by the script's own parser (an unknown flag or a
     bad value fails), nothing run. A script with --dry_run: dry-run here. Any other: --help in a subprocess."""
     where = COMMANDS[command]
-    argv = shlex.split(command)
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        pytest.fail(f'{where}: {command}: not a shell command ({e})')
     name, module, args = target(argv)
     path = source_path(name, module)
     if path is None:
