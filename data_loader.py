@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -396,7 +397,7 @@ def subset_size(n, ratio):
 
 
 def holdout_size(n, fraction):
-    """How many of `n` clean images --holdout keeps back for early stopping (main.split_holdout)."""
+    """How many of `n` clean images --holdout keeps back for early stopping (split_holdout)."""
     return int(round(n * fraction))
 
 
@@ -483,3 +484,29 @@ def test_loaders(args, data, device, trigger):
     clean_loader = BatchLoader(x, y, args.eval_batch_size, device)
     backdoor_loader = BatchLoader(backdoor.x, backdoor.y, args.eval_batch_size, device, true_y=backdoor.true_y)
     return clean_loader, backdoor_loader
+
+
+def split_holdout(x, y, fraction, seed):
+    """Hold out a seeded `fraction` of the clean subset for early stopping (Appendix J)."""
+    order = torch.randperm(len(y), generator=generator(seed, 'holdout'))
+    n = holdout_size(len(y), fraction)
+    return (x[order[n:]], y[order[n:]]), (x[order[:n]], y[order[:n]])
+
+
+def defense_loaders(args, data, device, trigger):
+    """What a defense (main.py) works with: its seeded --ratio of the clean training set, shuffled and augmented
+    for training (crop, flip, --cutout_length) and plain for measuring (`subset`), less the part held out for
+    early stopping (`holdout`, with --holdout; else None), and the clean and triggered test sets."""
+    x, y = clean_subset(*data['train'], args.ratio, seed=args.seed)
+    holdout = None
+    if args.holdout:
+        (x, y), (hx, hy) = split_holdout(x, y, args.holdout, args.seed)
+        holdout = BatchLoader(hx, hy, args.eval_batch_size, device)
+    if len(y) == 0:  # config checked the counts against the dataset's usual size; this cache may be smaller
+        raise UserError(f'--ratio {args.ratio:g} leaves no clean image of the {len(data["train"][1])} in this dataset')
+    clean, backdoor = test_loaders(args, data, device, trigger)
+    return SimpleNamespace(trigger=trigger,
+                           train=BatchLoader(x, y, args.batch_size, device, shuffle=True, crop=4, flip=True,
+                                             cutout_length=args.cutout_length, seed=args.seed),
+                           subset=BatchLoader(x, y, args.eval_batch_size, device),
+                           holdout=holdout, clean=clean, backdoor=backdoor)

@@ -14,7 +14,7 @@ import torch
 import config
 import data_loader as dl
 from experiments import runner
-from main import known_before, model_path
+from utils.records import known_before, model_path
 from models import build_model, select_model
 from utils import UserError
 from utils.cli import check_finite

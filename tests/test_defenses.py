@@ -162,7 +162,7 @@ def test_bad_defense_options_are_refused(argv, message):
 
 
 def test_holdout_split_is_seeded_and_disjoint():
-    from main import split_holdout
+    from data_loader import split_holdout
     x = torch.arange(100).view(100, 1)
     y = torch.arange(100)
     (tx, ty), (hx, hy) = split_holdout(x, y, 0.1, seed=0)
@@ -179,7 +179,7 @@ def test_results_are_filed_under_the_method_that_ran():
 
 
 def test_the_before_row_comes_from_the_record_only_when_it_is_the_same_measurement():
-    from main import known_before
+    from utils.records import known_before
     record = {'acc': 84.47, 'asr': 99.96, 'config': {'trigger_type': 'gridTrigger', 'target_type': 'all2one',
                                                      'target_label': 5, 'trigger_alpha': None}}
     fast = nad('--eval_every', '0')
