@@ -16,7 +16,7 @@ from defenses import DEFENSES, defense_of, method_of, settle_defense_flags
 from models import build_model
 from utils import UserError
 from utils.checkpoint import add_trust_checkpoint
-from utils.cli import check_finite
+from utils.cli import HelpFormatter, check_finite
 from utils.paths import ROOT, add_replace_shipped, input_file, output_file, writable_dir
 
 
@@ -86,7 +86,7 @@ def _add_outputs(g, log_root_help):
     add_replace_shipped(g)
 
 
-def _add_optim(p, epochs, lr, batch_size, weight_decay):
+def _add_optim(p, epochs, lr, batch_size, weight_decay, nesterov_preset):
     g = p.add_argument_group('optimisation')
     g.add_argument('--epochs', type=int, default=epochs)
     g.add_argument('--batch_size', type=int, default=batch_size)
@@ -94,17 +94,18 @@ def _add_optim(p, epochs, lr, batch_size, weight_decay):
     g.add_argument('--momentum', type=float, default=0.9)
     g.add_argument('--weight_decay', type=float, default=weight_decay)
     g.add_argument('--nesterov', action=argparse.BooleanOptionalAction, default=False,
-                   help='Nesterov momentum (the original code used it; --protocol code turns it on)')
+                   help=f'Nesterov momentum, as the original code used (default: off; {nesterov_preset} turns it on)')
     return g
 
 
 def get_arguments():
     """main.py: NAD with the paper's settings. All betas 0 is plain fine-tuning."""
-    p = argparse.ArgumentParser(description='Neural Attention Distillation: erase a backdoor from a model')
+    p = argparse.ArgumentParser(description='Neural Attention Distillation: erase a backdoor from a model',
+                                formatter_class=HelpFormatter)
     g = p.add_argument_group('models')
     g.add_argument('--s_model', default='./weight/s_net/WRN-16-1-S-model_best.pth.tar', help='backdoored student')
     g.add_argument('--t_model', default='./weight/t_net/WRN-16-1-T-model_best.pth.tar',
-                   help='fine-tuned teacher (with --make_teacher: where the teacher is saved; default then '
+                   help='fine-tuned teacher (with --make_teacher: where the teacher is saved, unless given '
                         './runs/weights/<student>-T.pth.tar)')
     g.add_argument('--s_name', default='WRN-16-1')
     g.add_argument('--t_name', default='WRN-16-1')
@@ -143,7 +144,7 @@ def get_arguments():
                         '/10 every 2 epochs, Cutout 9); paper-lr0.01 = the same at lr 0.01. Explicit flags win')
     preset = PROTOCOLS[DEFAULT_PROTOCOL]
     _add_optim(p, epochs=preset['epochs'], lr=preset['lr'], batch_size=preset['batch_size'],
-               weight_decay=preset['weight_decay'])
+               weight_decay=preset['weight_decay'], nesterov_preset='--protocol code')
     p.add_argument('--schedule', type=int, nargs='*', default=preset['schedule'],
                    help='epochs where lr is multiplied by --gamma')
     p.add_argument('--gamma', type=float, default=preset['gamma'])
@@ -200,13 +201,14 @@ def get_arguments():
 
 def get_badnet_arguments():
     """train_badnet.py: train a backdoored model from scratch."""
-    p = argparse.ArgumentParser(description='Train a backdoored WRN on a poisoned training set')
+    p = argparse.ArgumentParser(description='Train a backdoored WRN on a poisoned training set',
+                                formatter_class=HelpFormatter)
     p.add_argument('--s_name', default='WRN-16-1', help='architecture, WRN-<depth>-<width>')
     p.add_argument('--output', default=None,
                    help='checkpoint path (default: runs/weights/<s_name>-<attack>.pth.tar, or '
                         '<s_name>-<trigger>-<target_type>-<target>.pth.tar without --attack)')
     _add_outputs(p, 'where the per-epoch CSV and JSON summary go')
-    _add_optim(p, epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4)
+    _add_optim(p, epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4, nesterov_preset='--recipe authors')
     p.add_argument('--recipe', default='zoo', choices=list(RECIPES),
                    help="training preset (config.RECIPES): zoo = these defaults; authors = the original repository's "
                         'train_badnet.py (19 epochs at a constant lr 0.1, Nesterov, wd 1e-4, batch 64, no augmentation, '

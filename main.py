@@ -27,7 +27,7 @@ from data_loader import dataset_for, defense_loaders
 from defenses import defense_of, method_of
 from defenses.finetuning import fine_tune
 from models import build_model, select_model
-from utils.cli import Timer, epoch_line, run
+from utils.cli import Timer, epoch_line, plural, run
 from utils.engine import evaluate
 from utils.records import known_before, model_path, result_name, save_run, warn_if_other_attack
 from utils.runtime import setup
@@ -42,7 +42,7 @@ def settings(args, method, loaders):
                 'twostage': f', starting from the teacher {args.t_model}'}.get(method, '')
     held = f', {len(loaders.holdout.y)} held out' if loaders.holdout else ''
     return (f'{method}: {len(loaders.train.y)} clean images ({args.ratio:.0%} of the training set{held}), protocol '
-            f"{args.protocol}: {args.epochs} epochs, lr {args.lr:g} x{args.gamma:g} at {args.schedule}"
+            f"{args.protocol}: {plural(args.epochs, 'epoch')}, lr {args.lr:g} x{args.gamma:g} at {args.schedule}"
             f"{', Nesterov' if args.nesterov else ''}{distills}, cutout {args.cutout_length}")
 
 

@@ -42,7 +42,7 @@ from experiments.runner import (ROOT, Outcome, Run, add_arguments, check_launch_
                     stored_run)
 from utils.checkpoint import load_checkpoint
 from utils.files import atomic_write, file_sha256, write_csv, write_json
-from utils.cli import check_finite, run
+from utils.cli import HelpFormatter, check_finite, plural, run
 
 DEFENSES = tuple(name for name, d in defenses.DEFENSES.items() if d.table1)  # Table 1's columns
 # Table 1's rows (attacks.TABLE1): the paper's six Table 3 attacks, then Refool with poisoned labels, which
@@ -67,7 +67,7 @@ def title(column):
 
 def get_arguments():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--attacks', nargs='+', default=list(TABLE1), choices=TABLE1)
     p.add_argument('--defenses', nargs='+', default=list(DEFENSES), choices=DEFENSES)
     p.add_argument('--seeds', nargs='+', type=int, default=SEEDS)
@@ -531,10 +531,10 @@ def table1_markdown(rows, args, protocol):
     p = PROTOCOLS[protocol]
     epochs = args.epochs or p['epochs']
     lines = [f'ASR / ACC / RA in %, ours (the paper\'s ASR / ACC). WRN-16-1, CIFAR-10, 5% clean data; protocol '
-             f"{protocol}: {epochs} epochs, lr {p['lr']:g} x{p['gamma']:g} at epochs {p['schedule']}"
+             f"{protocol}: {plural(epochs, 'epoch')}, lr {p['lr']:g} x{p['gamma']:g} at epochs {p['schedule']}"
              f"{', Nesterov' if p['nesterov'] else ''}, weight decay {p['weight_decay']:g}, Cutout {p['cutout_length']}; "
              f"{seeds} seed(s) {' '.join(map(str, args.seeds))}" + (', mean +- sd' if seeds > 1 else '') +
-             f'. MCR {args.mcr_epochs} curve epochs (the paper: 100). Before: the zoo model. Fine-tuning is also '
+             f'. MCR {plural(args.mcr_epochs, "curve epoch")} (the paper: 100). Before: the zoo model. Fine-tuning is also '
              "NAD's teacher. Refool: CIFAR-10 here, GTSRB in the paper. ARGD is not in the paper. The average row is "
              "over the paper's six attacks run here." +
              ('' if args.test_limit is None else f' Measured on the first {args.test_limit} test images only.'), '',

@@ -25,7 +25,7 @@ from data_loader import BatchLoader, DatasetBD, dataset_for, test_loaders
 from models import build_model, select_model
 from utils.checkpoint import checkpoint_bytes
 from utils.files import write_run
-from utils.cli import Timer, run
+from utils.cli import Timer, plural, run
 from utils.engine import cross_entropy_loss, evaluate, fit, warmup_linear
 from utils.runtime import generator, setup
 
@@ -102,7 +102,7 @@ def main():
               {'config': vars(args), 'final': rows[-1], 'seconds': total()})
     part = '' if args.test_limit is None else f' (on the first {args.test_limit} test images)'
     print(f"saved {args.output}: ACC {rows[-1]['acc']:.2f} ASR {rows[-1]['asr']:.2f}{part} "
-          f'after {args.epochs} epochs in {total():.0f}s', flush=True)
+          f'after {plural(args.epochs, "epoch")} in {total():.0f}s', flush=True)
 
 
 if __name__ == '__main__':

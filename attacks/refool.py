@@ -26,7 +26,7 @@ from data_loader import DATA_ROOT, BatchLoader, load_cifar10, load_dataset
 from models import select_model
 from utils import UserError
 from utils.checkpoint import add_trust_checkpoint, safe_load
-from utils.cli import check_finite, command_line, run
+from utils.cli import HelpFormatter, check_finite, command_line, run
 from utils.engine import accuracy
 from utils.files import atomic_write
 from utils.paths import add_replace_shipped, output_file
@@ -204,11 +204,11 @@ def score_reflections(model, images, pool, target_label, device, amp_dtype=None)
 
 
 def get_arguments():
-    p = argparse.ArgumentParser(prog='python -m attacks.refool',
+    p = argparse.ArgumentParser(prog='python -m attacks.refool', formatter_class=HelpFormatter,
                                 description="Refool: keep the candidate reflections that trigger a model poisoned "
                                             "with all of them best")
     p.add_argument('--model', default='./weight/refool/WRN-16-1-refool-candidates.pth.tar',
-                   help="a model trained with --trigger_type refoolCandidatesTrigger (see zoo/make.py)")
+                   help='Refool poisoned with every candidate reflection (refoolCandidatesTrigger; zoo/make.py makes it)')
     p.add_argument('--s_name', default='WRN-16-1')
     p.add_argument('--output', default='./triggers/refool_WRN-16-1.pt')
     p.add_argument('--keep', type=int, default=20, help=f'reflections kept, of the {REFOOL_POOL_SIZE} candidates')
@@ -219,7 +219,7 @@ def get_arguments():
     p.add_argument('--device', default='auto')
     p.add_argument('--amp', default='auto', choices=['auto', 'on', 'off'])
     p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
-    p.add_argument('--data_root', default=None)
+    p.add_argument('--data_root', default=None, help='dataset cache folder (default: ./data)')
     p.add_argument('--num_classes', type=int, default=10)
     add_trust_checkpoint(p)
     add_replace_shipped(p)

@@ -14,7 +14,7 @@ from attacks import ATTACKS, TABLE3, build_trigger
 from attacks.cl import PGD_MODEL, PGD_STEPS, pgd, pgd_step_size
 from data_loader import load_cifar10
 from models import select_model
-from utils.cli import run
+from utils.cli import HelpFormatter, run
 from utils.figures import pyplot, save_figure
 
 # Table 3's attacks (CL at test time: the grids alone), then the adaptive attack at two of Table 9's alphas.
@@ -28,13 +28,18 @@ def column_title(attack, alpha):
     return name + (' (test trigger)' if attack == 'cl' else '')
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def get_arguments():
+    p = argparse.ArgumentParser(prog='python -m attacks.show', description=__doc__.splitlines()[0],
+                                formatter_class=HelpFormatter)
     p.add_argument('--output', default='results/triggers.png')
     p.add_argument('--classes', type=int, nargs='*', default=[1, 2, 3, 7, 8],
                    help='show the first test image of each of these classes (not 0, the target)')
-    p.add_argument('--pgd_model', default=PGD_MODEL, help="the cl attack's PGD model (train_badnet.py's default)")
-    args = p.parse_args()
+    p.add_argument('--pgd_model', default=PGD_MODEL, help="the cl attack's PGD model (as train_badnet.py's)")
+    return p
+
+
+def main():
+    args = get_arguments().parse_args()
     cl = ATTACKS['cl']  # its PGD as train_badnet.py --attack cl runs it: the preset's eps, the default steps
     eps = cl.flags['pgd_eps']
     x, y = load_cifar10()['test']

@@ -17,7 +17,7 @@ from data_loader import DATA_ROOT, TROJAN_AT, load_dataset, trojan_trigger
 from models import select_model
 from utils import UserError
 from utils.checkpoint import add_trust_checkpoint, safe_load
-from utils.cli import check_finite, command_line, run
+from utils.cli import HelpFormatter, check_finite, command_line, run
 from utils.files import atomic_write
 from utils.paths import add_replace_shipped, output_file
 from utils.runtime import generator, seed_everything
@@ -75,7 +75,7 @@ def reverse_engineer_trojan(model, images, steps=500, lr=0.1, neuron=None):
 
 
 def get_arguments():
-    p = argparse.ArgumentParser(prog='python -m attacks.trojan',
+    p = argparse.ArgumentParser(prog='python -m attacks.trojan', formatter_class=HelpFormatter,
                                 description='TrojanNN: optimise the 3x3 trigger patch against a clean model')
     p.add_argument('--model', default='./weight/clean/WRN-16-1-clean.pth.tar', help='the clean model')
     p.add_argument('--s_name', default='WRN-16-1')
@@ -86,7 +86,7 @@ def get_arguments():
     p.add_argument('--neuron', type=int, default=None, help='default: the one with the largest |weight| into the logits')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
-    p.add_argument('--data_root', default=None)
+    p.add_argument('--data_root', default=None, help='dataset cache folder (default: ./data)')
     p.add_argument('--num_classes', type=int, default=10)
     add_trust_checkpoint(p)
     add_replace_shipped(p)

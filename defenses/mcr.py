@@ -19,7 +19,7 @@ from torch.func import functional_call
 
 from models import select_model
 from utils.files import write_csv
-from utils.cli import Timer
+from utils.cli import Timer, plural
 from utils.engine import cosine_per_epoch, evaluate, fit
 from utils.figures import pyplot, save_figure
 from utils.runtime import autocast, generator
@@ -79,7 +79,7 @@ def run(args, student, train_loader, bn_loader, clean_loader, backdoor_loader, d
     curve = BezierCurve(student, end.to(device, memory_format=torch.channels_last))
     optimizer = torch.optim.SGD(curve.theta, lr=args.mcr_lr, momentum=args.momentum, weight_decay=args.weight_decay)
     loss_fn = curve.loss(generator(args.seed, 'mcr_t'))
-    print(f'mcr: {len(train_loader.y)} clean images, {args.mcr_epochs} epochs of curve training, lr {args.mcr_lr} (cosine), '
+    print(f'mcr: {len(train_loader.y)} clean images, {plural(args.mcr_epochs, "epoch")} of curve training, lr {args.mcr_lr} (cosine), '
           f"end t=1: {args.mcr_end or 'the backdoored model'}", flush=True)
     total = Timer()
     fit(curve.net, train_loader, loss_fn, optimizer, args.mcr_epochs, cosine_per_epoch(args.mcr_lr, args.mcr_epochs),

@@ -30,6 +30,7 @@ resumable runner of reproduce.py (one main.py or train_badnet.py process each, r
                   authors) beside the zoo's, fine-tuning and NAD on both under every protocol: which
                   factor, backdoor recipe or erasing protocol, moves the ASR
 """
+import argparse
 import os
 
 import torch
@@ -40,6 +41,7 @@ from attacks import ATTACKS, TABLE1, TABLE3, build_trigger
 from defenses import DEFENSES
 from data_loader import DATA_ROOT, DatasetBD, load_dataset
 from models import ARCHS, select_model
+from utils.cli import HelpFormatter, run
 from utils.files import atomic_write, write_csv
 from utils.figures import pyplot, save_figure
 
@@ -839,3 +841,15 @@ def teacher_markdown(summary, args):
 ANALYSES = {'tradeoff': tradeoff, 'protocols': protocols, 'attribution': attribution, 'curves': curves, 'attention': attention, 'ratio': ratio, 'beta': beta, 'attention_fns': attention_fns,
             'teachers': teachers, 'all2all': all2all, 'adaptive': adaptive, 'paper_lr': paper_lr, 'nad_beta': nad_beta,
             'detection': detection, 'teacher': teacher, 'tradeoff_harsh': tradeoff_harsh}
+
+
+def main():
+    """The list above: the analyses are not run from here but by reproduce.py, which owns their flags."""
+    parser = argparse.ArgumentParser(prog='python -m experiments.analyses', description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.parse_args()
+    parser.print_help()
+
+
+if __name__ == '__main__':
+    run(main)

@@ -42,7 +42,7 @@ def test_grid_writes_table1_with_mean_and_sd_over_seeds(grid):
     assert float(cells['badnets', 'before']['asr']) > 95 and float(cells['badnets', 'before']['ra']) < 5
     assert float(cells['badnets', 'nad']['paper_asr']) == 4.77    # the paper's value beside ours
     table = (tmp_path / 'results' / f'{TABLE}.md').read_text()
-    assert '| attack | Before | Fine-tuning | NAD |' in table and 'protocol code: 1 epochs, lr 0.1' in table
+    assert '| attack | Before | Fine-tuning | NAD |' in table and 'protocol code: 1 epoch, lr 0.1' in table
     assert '+-' in table                                          # sd shown with two seeds
 
 

@@ -1,5 +1,7 @@
-"""What every entry point does the same way: error handling, interruption, checks every flag list passes,
-epoch lines, timing."""
+"""What every entry point does the same way: error handling, interruption, --help, checks every flag list
+passes, epoch lines, timing."""
+import argparse
+import copy
 import math
 import shlex
 import signal
@@ -26,6 +28,21 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help of every script: the description as written, and each option's default shown once, added where
+    its help does not already say it. Nothing is added for a switch (store_true) or a default of None: the
+    help says what happens then."""
+
+    def _format_action(self, action):
+        value = action.default
+        shown = value is not None and value is not False and value != [] and value != argparse.SUPPRESS
+        if action.option_strings and action.nargs != 0 and shown and 'default' not in (action.help or '').lower():
+            value = ' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            action = copy.copy(action)
+            action.help = f"{action.help + ' ' if action.help else ''}(default: {str(value).replace('%', '%%')})"
+        return super()._format_action(action)
+
+
 SEED_MAX = 2 ** 32 - 1  # numpy's seeds are 32-bit
 
 
@@ -47,10 +64,17 @@ def check_finite(parser, args):
     return args
 
 
+def plural(n, noun):
+    """'1 epoch', '20 epochs': a count with its noun."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def epoch_line(epoch, lr, loss, metrics, seconds):
+    """One line per epoch. The lr in exponent form, always 8 wide: a fixed-point column rounded small rates
+    (a cosine's or a warm-up's tail, 1e-6) to 0.00000."""
     def text(value, form):
         return '-' if value is None else format(value, form)
-    return (f"epoch {epoch:3d} | lr {lr:.5f} | loss {text(loss, '.4f')} | ACC {text(metrics['acc'], '6.2f'):>6} | "
+    return (f"epoch {epoch:3d} | lr {lr:.2e} | loss {text(loss, '.4f')} | ACC {text(metrics['acc'], '6.2f'):>6} | "
             f"ASR {text(metrics['asr'], '6.2f'):>6} | RA {text(metrics.get('ra'), '6.2f'):>6} | {seconds:5.1f}s")
 
 

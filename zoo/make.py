@@ -25,7 +25,7 @@ import os
 
 from attacks import zoo_flags
 from experiments.runner import ROOT, Run, add_arguments, check_launch_arguments, launch, report_failures
-from utils.cli import check_finite, run
+from utils.cli import HelpFormatter, check_finite, run
 
 CLEAN = 'weight/clean/WRN-16-1-clean.pth.tar'
 ROBUST = 'weight/clean/WRN-16-1-robust.pth.tar'              # the cl attack's --pgd_model (its default)
@@ -83,8 +83,8 @@ def exists(path):
 
 
 def get_arguments():
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog='python -m zoo.make', description=__doc__.split('\n\n')[0],
+                                formatter_class=HelpFormatter)
     p.add_argument('--attacks', nargs='+', default=list(ZOO_ATTACKS), choices=ZOO_ATTACKS)
     p.add_argument('--dry_run', action='store_true', help='print the commands of the missing steps, run nothing')
     add_arguments(p)

@@ -31,7 +31,7 @@ from experiments.runner import ROOT, Run, add_arguments, check_launch_arguments,
 from utils import UserError
 from utils.checkpoint import load_checkpoint
 from utils.files import atomic_write, write_csv
-from utils.cli import check_finite, run
+from utils.cli import HelpFormatter, check_finite, run
 
 PAPER_ACC = {attack: ATTACKS[attack].paper[1] for attack in TABLE3}  # Table 3's ACC, as Table 1 prints it
 # (poison-label Refool, not in the paper, is held to the ASR target alone)
@@ -53,8 +53,8 @@ SHORT = {'--weight_decay': 'wd', '--lr': 'lr', '--batch_size': 'bs', '--cutout_l
 
 
 def get_arguments():
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog='python -m zoo.sweep', description=__doc__.split('\n\n')[0],
+                                formatter_class=HelpFormatter)
     p.add_argument('--attacks', nargs='+', default=list(TABLE3), choices=TABLE1)
     p.add_argument('--match', nargs='+', default=None,
                    help='only the variants whose name contains one of these (e.g. 30ep-wd 15ep-seed1)')
