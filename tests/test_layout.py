@@ -5,7 +5,7 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_LEVEL = {'main.py', 'train_badnet.py', 'config.py', 'data_loader.py', 'at.py', 'reproduce.py',
-             'bench.py'}  # bench.py: until it moves into a package of its own
+             }
 BELOW_CONFIG = ('attacks', 'defenses', 'models', 'utils')
 
 

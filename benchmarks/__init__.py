@@ -1,0 +1,1 @@
+"""Speed: this repository against itself and against the original code, on the current machine."""
