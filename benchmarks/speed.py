@@ -1,8 +1,8 @@
 """Speed on the current device, each figure beside the one it is compared with, medians of --repeats:
 training (the model alone on synthetic tensors, then the real pipeline: uint8 CIFAR-10 on the device, crop +
-flip + Cutout on whole batches, the shared loop); evaluation (the plain model, then the evaluator, whose
-copy has batch norm folded into the convolutions); and the wall time of the default `python main.py`,
-beside the original repository's main.py on the same machine when --original names a clone of it.
+flip + Cutout on whole batches, the shared loop); evaluation (the plain model, then the evaluator, which
+in float32 evaluates a copy with batch norm folded into the convolutions); and the wall time of the default
+`python main.py`, beside the original repository's main.py on the same machine when --original names a clone of it.
 
     python -m benchmarks.speed                       # everything (main.py: minutes on a 2-core CPU)
     python -m benchmarks.speed --skip-main           # throughput only (about a minute)
@@ -21,11 +21,11 @@ import torch
 
 from data_loader import BatchLoader, clean_subset, load_cifar10
 from models import build_model
-from utils.cli import run
+from utils.cli import HelpFormatter, run
+from utils.paths import ROOT
 from utils.engine import accuracy, cross_entropy_loss, train_epoch
-from utils.runtime import autocast, autocast_dtype, resolve_device
+from utils.runtime import autocast_dtype, resolve_device
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def median_seconds(fn, repeats):
@@ -43,17 +43,6 @@ def side_by_side(what, name_a, a, name_b, b, unit='img/s'):
     print(f'{what:10s} {name_a}: {a:8.1f} {unit} | {name_b}: {b:8.1f} {unit} | x{faster:.2f}', flush=True)
 
 
-@torch.inference_mode()
-def plain_accuracy(model, loader, device, dtype):
-    """The evaluator as it was before batch norm was folded: the trainable model itself, in eval mode."""
-    model.eval()
-    hits = 0
-    for x, y in loader:
-        with autocast(device, dtype):
-            hits += (model(x)[-1].argmax(1) == y).sum().item()
-    return 100.0 * hits / sum(len(y) for _, y in loader)
-
-
 def main_wall(command, device):
     """Seconds one run of `command` takes, its output discarded (it fails loudly if the run does)."""
     start = time.perf_counter()
@@ -64,7 +53,7 @@ def main_wall(command, device):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog='python -m benchmarks.speed', description=__doc__, formatter_class=HelpFormatter)
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--amp', default='auto', choices=['auto', 'on', 'off'])
     p.add_argument('--model', default='WRN-16-1')
@@ -102,11 +91,11 @@ def main():
                  'real pipeline', n_train / median_seconds(lambda: epoch(real), args.repeats))
 
     test = BatchLoader(*data['test'], 500, device)  # main.py's --eval_batch_size
-    for fn in (plain_accuracy, accuracy):           # warm-up
-        fn(model, test, device, dtype)
-    plain = median_seconds(lambda: (plain_accuracy(model, test, device, dtype), sync()), args.repeats)
-    folded = median_seconds(lambda: (accuracy(model, test, device, dtype), sync()), args.repeats)
-    side_by_side('evaluation', 'plain model', 10000 / plain, 'evaluator (BN folded)', 10000 / folded)
+    for fold in (False, True):                      # warm-up
+        accuracy(model, test, device, dtype, fold=fold)
+    plain, folded = (median_seconds(lambda: (accuracy(model, test, device, dtype, fold=fold), sync()), args.repeats)
+                     for fold in (False, True))
+    side_by_side('evaluation', 'plain model', 10000 / plain, 'evaluator (BN folded in float32)', 10000 / folded)
 
     if args.skip_main:
         return

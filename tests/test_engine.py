@@ -115,6 +115,21 @@ def test_the_folded_evaluation_copy_computes_what_the_model_computes_and_leaves_
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
 
+def test_the_evaluator_folds_in_float32_only():
+    """Under bfloat16 autocast folding would move outputs by up to 4e-3, and the epoch or pruning ratio picked
+    on such measurements with them: there the evaluator runs the model itself, bit for bit."""
+    from utils.engine import predictions
+    model = randomised_wrn().eval()
+    batches = [(torch.rand(8, 3, 32, 32).contiguous(memory_format=torch.channels_last), torch.zeros(8, dtype=torch.long))]
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        plain = model(batches[0][0])[-1].argmax(1)
+    assert torch.equal(predictions(model, batches, CPU, torch.bfloat16)[0], plain)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))            # a hooked model is not copied either
+    predictions(model, batches, CPU)
+    assert calls == [1]
+
+
 def test_evaluating_between_epochs_leaves_the_trained_weights_bit_identical():
     """The evaluator works on a folded copy: measuring every epoch or never trains the same weights."""
     from utils.engine import accuracy, cross_entropy_loss

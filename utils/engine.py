@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from utils import UserError
-from utils.cli import Timer, epoch_line
+from utils.cli import Timer, epoch_line, plural
 from utils.runtime import autocast
 
 
@@ -74,7 +74,7 @@ def fit(model, loader, loss_fn, optimizer, epochs, lr_at, device, amp_dtype=None
         if better:
             kept, kept_state = row, copy.deepcopy(model.state_dict())
         if keep == 'holdout' and stale >= patience:
-            print(f'early stop: no better held-out accuracy for {patience} epochs', flush=True)
+            print(f'early stop: no better held-out accuracy for {plural(patience, "epoch")}', flush=True)
             break
     if measure is not None and (kept is not rows[-1] or not last):  # an earlier epoch is kept: float32 too
         model.load_state_dict(kept_state)
@@ -134,10 +134,16 @@ def all_finite(model):
 
 
 @torch.inference_mode()
-def predictions(model, loader, device, amp_dtype=None, desc='eval'):
-    """(top-1 predictions, labels) for every image of `loader`, in the order served, each as one tensor."""
+def predictions(model, loader, device, amp_dtype=None, desc='eval', fold=True):
+    """(top-1 predictions, labels) for every image of `loader`, in the order served, each as one tensor.
+
+    In float32 a WideResNet is evaluated through a copy with batch norm folded into its convolutions
+    (`fold`; the same outputs to 1e-6, faster). Not under autocast, where folding moves bfloat16 outputs by up
+    to 4e-3, and what is picked on such measurements (an epoch, a pruning ratio) must not move; nor on a model
+    with forward hooks, which the folded modules would lose."""
     model.eval()
-    if hasattr(model, 'inference_copy'):  # batch norm folded into the convolutions (WideResNet)
+    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    if fold and amp_dtype is None and not hooked and hasattr(model, 'inference_copy'):
         model = model.inference_copy()
     preds, labels = [], []
     for x, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0):
@@ -153,9 +159,9 @@ def percent(hits):
     return 100.0 * hits.sum().item() / max(len(hits), 1)
 
 
-def accuracy(model, loader, device, amp_dtype=None, desc='eval'):
+def accuracy(model, loader, device, amp_dtype=None, desc='eval', fold=True):
     """Top-1 accuracy in percent of `model` on `loader` (any iterable of (images, labels) batches)."""
-    preds, labels = predictions(model, loader, device, amp_dtype, desc)
+    preds, labels = predictions(model, loader, device, amp_dtype, desc, fold)
     return percent(preds == labels)
 
 
