@@ -105,7 +105,7 @@ def get_arguments():
     g = p.add_argument_group('models')
     g.add_argument('--s_model', default='./weight/s_net/WRN-16-1-S-model_best.pth.tar', help='backdoored student')
     g.add_argument('--t_model', default='./weight/t_net/WRN-16-1-T-model_best.pth.tar',
-                   help='fine-tuned teacher (with --make_teacher: where the teacher is saved, unless given '
+                   help='fine-tuned teacher (with --make_teacher: where the teacher is saved; if not given, '
                         './runs/weights/<student>-T.pth.tar)')
     g.add_argument('--s_name', default='WRN-16-1')
     g.add_argument('--t_name', default='WRN-16-1')
@@ -222,6 +222,9 @@ def get_badnet_arguments():
                    help='serve the training set in its order every epoch, the last partial batch included (as the '
                         'original did)')
     p.add_argument('--cutout_length', type=int, default=0, help='Cutout hole size during training (0: off)')
+    p.add_argument('--train_limit', type=int, default=None,
+                   help='train on the first N training images only (default: all): a smoke test, recorded with '
+                        'the model like every flag')
     p.add_argument('--init', default=None,
                    help='start from this checkpoint instead of random weights (e.g. the clean model)')
     g = p.add_argument_group('clean-label attack (cl): PGD on the poisoned target-class images')
@@ -328,8 +331,9 @@ def validate(args):
     for name in ('epochs', 'batch_size', 'eval_batch_size'):
         if getattr(args, name) < 1:
             raise UserError(f'--{name} must be at least 1')
-    if args.test_limit is not None and args.test_limit < 1:
-        raise UserError(f'--test_limit {args.test_limit} must be at least 1')
+    for name in ('test_limit', 'train_limit'):
+        if getattr(args, name, None) is not None and getattr(args, name) < 1:
+            raise UserError(f'--{name} {getattr(args, name)} must be at least 1')
     if args.lr <= 0:
         raise UserError(f'--lr {args.lr} must be positive')
     if not 0 <= getattr(args, 'adv_eps', 0) < 1:
@@ -355,7 +359,7 @@ def validate(args):
 
 def check_counts(args):
     """The image counts the fractions give, checked before any work: a run on no images would end 'done'."""
-    total = TRAIN_SIZES[args.dataset]
+    total = min(TRAIN_SIZES[args.dataset], getattr(args, 'train_limit', None) or TRAIN_SIZES[args.dataset])
     if hasattr(args, 'ratio'):
         clean = subset_size(total, args.ratio)
         held = holdout_size(clean, args.holdout)

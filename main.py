@@ -78,7 +78,7 @@ def main():
         before = evaluate(student, loaders.clean, loaders.backdoor, device)
     before_row = {'epoch': 0, 'lr': 0.0, 'loss': None, 'acc': before['acc'], 'asr': before['asr'], 'ra': before['ra'],
                   'seconds': total()}
-    print(epoch_line(0, 0.0, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
+    print(epoch_line(0, None, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)
     if defense.procedure:  # a defense with a procedure of its own (MCR, Neural Cleanse, STRIP)
         rows, kept, extra = defense.procedure(args, student, loaders, device, amp_dtype)

@@ -33,7 +33,8 @@ from utils.runtime import generator, setup
 def default_output(args):
     """Under the git-ignored runs/weights/: the zoo's files are replaced only by the commands of `python -m zoo.make`."""
     name = args.attack if args.attack else f'{args.trigger_type}-{args.target_type}-{args.target_label}'
-    return os.path.join('runs', 'weights', f'{args.s_name}-{name}.pth.tar')
+    part = f'-train{args.train_limit}' if args.train_limit else ''  # a smoke run keeps off the full run's files
+    return os.path.join('runs', 'weights', f'{args.s_name}-{name}{part}.pth.tar')
 
 
 def run_name(args):
@@ -69,7 +70,8 @@ def main():
         model = build_model(args.s_name, args.num_classes)
     model = model.to(device, memory_format=torch.channels_last)
     trigger = trigger_for(args)
-    x, y, poison_idx = poisoned_training_set(args, *data['train'], trigger, device, amp_dtype)
+    x, y = (t[:args.train_limit] for t in data['train'])  # [:None] is all of it
+    x, y, poison_idx = poisoned_training_set(args, x, y, trigger, device, amp_dtype)
     # Shuffled batches drop the last partial one; served in order (--no-shuffle), every image is seen.
     train_loader = BatchLoader(x, y, args.batch_size, device, shuffle=args.shuffle, drop_last=args.shuffle,
                                crop=4 if args.augment else 0, flip=args.augment,

@@ -1,5 +1,7 @@
 """Fixtures shared by the test modules."""
 import os
+import runpy
+import signal
 import subprocess
 import sys
 
@@ -35,3 +37,22 @@ def grid(tmp_path_factory):
     """The GRID made once by the local launcher: (its folder, reproduce.py's output)."""
     tmp_path = tmp_path_factory.mktemp('reproduce')
     return tmp_path, reproduce(tmp_path, *GRID)
+
+
+def run_in_process(name, module, args, monkeypatch):
+    """Run `python [-m] name args` here, as its __main__; its exit code. For what stops at the parse (--help,
+    --dry_run): the imports are paid once for the whole suite, not once a command."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv('COLUMNS', '80')  # argparse wraps --help to the terminal's width
+    monkeypatch.setattr(sys, 'argv', [name, *args])
+    term = signal.getsignal(signal.SIGTERM)  # utils.cli.run installs its own
+    try:
+        if module:
+            runpy.run_module(name, run_name='__main__', alter_sys=True)
+        else:
+            runpy.run_path(os.path.join(ROOT, name), run_name='__main__')
+    except SystemExit as e:
+        return e.code
+    finally:
+        signal.signal(signal.SIGTERM, term)
+    return 0

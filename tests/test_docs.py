@@ -7,16 +7,14 @@ import glob
 import importlib.util
 import os
 import re
-import runpy
 import shlex
-import signal
 import subprocess
 import sys
 
 import pytest
 
 import config
-from conftest import ROOT
+from conftest import ROOT, run_in_process
 from utils import UserError
 
 DOCS = ['README.md', *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'docs', '*.md')))]
@@ -115,23 +113,6 @@ def source_path(name, module):
     return path if os.path.isfile(path) else None
 
 
-def run_in_process(name, module, args, monkeypatch):
-    """Run `python [-m] name args` here, as its __main__; its exit code."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, 'argv', [name, *args])
-    term = signal.getsignal(signal.SIGTERM)  # utils.cli.run installs its own
-    try:
-        if module:
-            runpy.run_module(name, run_name='__main__', alter_sys=True)
-        else:
-            runpy.run_path(os.path.join(ROOT, name), run_name='__main__')
-    except SystemExit as e:
-        return e.code
-    finally:
-        signal.signal(signal.SIGTERM, term)
-    return 0
-
-
 def test_results_page_is_current():
     """docs/RESULTS.md is what the report writes from results/ now (else: python -m experiments.report)."""
     result = subprocess.run([sys.executable, '-m', 'experiments.report', '--check'], cwd=ROOT, capture_output=True,
@@ -146,7 +127,7 @@ def test_the_docs_have_commands():
 @pytest.mark.parametrize('command', COMMANDS)
 def test_doc_command(command, monkeypatch, capsys):
     """main.py and train_badnet.py: the flags parsed and checked by the script's own parser (an unknown flag or a
-    bad value fails), nothing run. A script with --dry_run: dry-run here. Any other: --help in a subprocess."""
+    bad value fails), nothing run. A script with --dry_run: dry-run here. Any other: --help here."""
     where = COMMANDS[command]
     try:
         argv = shlex.split(command)
@@ -169,11 +150,11 @@ def test_doc_command(command, monkeypatch, capsys):
         out = capsys.readouterr()
         assert code in (0, None), f'{where}: {command} --dry_run: exit {code}\n{out.out[-2000:]}{out.err[-2000:]}'
     else:  # --help stops at the parse: the command's flags are looked up in the help instead
-        result = subprocess.run([sys.executable, *argv[1:], '--help'], cwd=ROOT, capture_output=True, text=True,
-                                timeout=120)
-        assert result.returncode == 0, f'{where}: {command} --help: exit {result.returncode}\n{result.stderr[-2000:]}'
+        code = run_in_process(name, module, ['--help'], monkeypatch)
+        out = capsys.readouterr()
+        assert code in (0, None), f'{where}: {command} --help: exit {code}\n{out.err[-2000:]}'
         flags = [a.split('=')[0] for a in args if re.match(r'--?[A-Za-z]', a)]
-        unknown = [f for f in flags if not re.search(rf'(?<![\w-]){re.escape(f)}(?![\w-])', result.stdout)]
+        unknown = [f for f in flags if not re.search(rf'(?<![\w-]){re.escape(f)}(?![\w-])', out.out)]
         assert not unknown, f'{where}: {command}: {", ".join(unknown)} not in its --help'
 
 

@@ -86,13 +86,15 @@ def test_one_nad_epoch_writes_results_and_checkpoint(tmp_path, cifar):
 
 def test_train_badnet_one_epoch_of_a_named_clean_label_attack(tmp_path, cifar):
     out = tmp_path / 'bd.pth.tar'
+    # the first 5,000 training images (--train_limit): the poisoning and the loop are the same, ten times cheaper
     result = subprocess.run([sys.executable, 'train_badnet.py', '--epochs', '1', '--output', str(out),
-                             '--log_root', str(tmp_path), '--attack', 'sig', *LIMIT],
+                             '--log_root', str(tmp_path), '--attack', 'sig', '--train_limit', '5000', *LIMIT],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert 'poisoned 4000 of 50000 training images (sigTrigger, cleanLabel, target 0)' in result.stdout
+    assert 'poisoned 400 of 5000 training images (sigTrigger, cleanLabel, target 0)' in result.stdout
     _, ckpt = select_model('WRN-16-1', 10, str(out))
-    assert ckpt['epoch'] == 1 and ckpt['config']['attack'] == 'sig' and len(ckpt['poison_idx']) == 4000
+    assert ckpt['epoch'] == 1 and ckpt['config']['attack'] == 'sig' and len(ckpt['poison_idx']) == 400
+    assert ckpt['config']['train_limit'] == 5000 and max(ckpt['poison_idx']) < 5000
     assert (cifar['train'][1][ckpt['poison_idx']] == 0).all()     # clean-label: target-class images only
     assert ckpt['acc'] > 20.0                                   # one epoch learns something real
     assert json.loads((tmp_path / 'badnet_bd.json').read_text())['final']['epoch'] == 1

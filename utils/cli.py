@@ -70,11 +70,11 @@ def plural(n, noun):
 
 
 def epoch_line(epoch, lr, loss, metrics, seconds):
-    """One line per epoch. The lr in exponent form, always 8 wide: a fixed-point column rounded small rates
-    (a cosine's or a warm-up's tail, 1e-6) to 0.00000."""
+    """One line per epoch (epoch 0, before training, has no lr or loss: None). The lr in exponent form,
+    always 8 wide: a fixed-point column rounded small rates (a cosine's or a warm-up's tail, 1e-6) to 0.00000."""
     def text(value, form):
         return '-' if value is None else format(value, form)
-    return (f"epoch {epoch:3d} | lr {lr:.2e} | loss {text(loss, '.4f')} | ACC {text(metrics['acc'], '6.2f'):>6} | "
+    return (f"epoch {epoch:3d} | lr {text(lr, '.2e'):>8} | loss {text(loss, '.4f')} | ACC {text(metrics['acc'], '6.2f'):>6} | "
             f"ASR {text(metrics['asr'], '6.2f'):>6} | RA {text(metrics.get('ra'), '6.2f'):>6} | {seconds:5.1f}s")
 
 
