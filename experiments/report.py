@@ -1,7 +1,8 @@
-"""Write docs/RESULTS.md from the tables stored in results/, so that the long tables never drift from the runs.
+"""Write docs/RESULTS.md, and the README's headline table, from the tables stored in results/, so that no
+table drifts from the runs.
 
-    python -m experiments.report            # (re)write docs/RESULTS.md
-    python -m experiments.report --check    # exit 1 if docs/RESULTS.md is not what would be written
+    python -m experiments.report            # (re)write docs/RESULTS.md and the README's headline table
+    python -m experiments.report --check    # exit 1 if either is not what would be written
 
 Each section names the command that made its files, then includes the stored Markdown table as it is (or,
 where only a CSV is stored, writes the table from it) with a link to its source; every figure in results/
@@ -14,16 +15,18 @@ import os
 import re
 import sys
 
-from attacks import ATTACKS
+from attacks import ATTACKS, TABLE1
 from data_loader import TRAIN_SIZES, subset_size
 from defenses import DEFENSES
 from utils import UserError
-from utils.cli import run
-from utils.files import atomic_write
+from utils.cli import HelpFormatter, run
+from utils.paths import ROOT
+from utils.files import write_together
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'results')
 OUTPUT = os.path.join(ROOT, 'docs', 'RESULTS.md')
+README = os.path.join(ROOT, 'README.md')
+HEADLINE = ('<!-- headline table: written by python -m experiments.report -->\n', '<!-- /headline table -->')
 
 
 # --- reading results/ ------------------------------------------------------------------------------------
@@ -314,27 +317,58 @@ def page():
     return '\n\n'.join([head] + [f'## {heading}\n\n{text}' for heading, text in sections]) + '\n'
 
 
+# --- the README's headline table --------------------------------------------------------------------------
+
+def headline():
+    """NAD against fine-tuning per attack under both protocols, and NAD, KD and two-stage taught by the `code`
+    teacher under `paper-lr0.01`: ASR +- sd / ACC, mean over seeds; the average over the paper's six."""
+    code, gentle = ({(r['attack'], r['defense']): r for r in rows(f'table1_{p}.csv')} for p in ('code', 'paper-lr0.01'))
+    harsh = {(r['attack'], r['method']): r for r in rows(os.path.relpath(teacher_file(), RESULTS)[:-3] + '.csv')}
+
+    def short(row, sd='asr_std'):
+        return f"{row['asr']:.1f}+-{row[sd]:.1f} / {row['acc']:.1f}" if row else '-'
+
+    body = [[title(a) if a != 'average' else '**average of the paper\'s six**',
+             *(short(by.get((a, m))) for by in (code, gentle) for m in METHODS),
+             *(short(harsh.get((a, m)), 'asr_sd') for m in ('nad', 'kd', 'twostage'))]
+            for a in [*TABLE1, 'average']]
+    return table(['attack', '`code`: FT', '`code`: NAD', '`paper-lr0.01`: FT', '`paper-lr0.01`: NAD',
+                  '`code` teacher: NAD', '`code` teacher: KD', '`code` teacher: two-stage'], body)
+
+
+def readme_with_headline():
+    """README.md with the text between the HEADLINE markers replaced by the headline table."""
+    with open(README, encoding='utf-8') as f:
+        text = f.read()
+    start, end = text.find(HEADLINE[0]), text.find(HEADLINE[1])
+    if start < 0 or end < start:
+        raise UserError(f'README.md lacks the headline markers {HEADLINE[0].strip()} ... {HEADLINE[1]}')
+    return text[:start + len(HEADLINE[0])] + headline() + '\n' + text[end:]
+
+
 def anchor(heading):
     """GitHub's anchor of a heading: lower case, punctuation but '-' and '_' dropped, spaces as '-'."""
     return re.sub(r'[^\w\- ]', '', heading.lower()).replace(' ', '-')
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(prog='python -m experiments.report', description=__doc__.split('\n\n')[0],
+                                formatter_class=HelpFormatter)
     p.add_argument('--check', action='store_true',
-                   help='write nothing; exit 1 if docs/RESULTS.md differs from what would be written')
+                   help='write nothing; exit 1 if docs/RESULTS.md or the README differs from what would be written')
     args = p.parse_args()
-    text = page().encode('utf-8')
-    if args.check:
+    pages = {OUTPUT: page().encode('utf-8'), README: readme_with_headline().encode('utf-8')}
+    if not args.check:
+        write_together(list(pages.items()))
+        print('wrote ' + ' and '.join(os.path.relpath(path, ROOT) for path in pages))
+        return
+    for path, text in pages.items():
         current = None
-        if os.path.exists(OUTPUT):
-            with open(OUTPUT, 'rb') as f:
+        if os.path.exists(path):
+            with open(path, 'rb') as f:
                 current = f.read()
         if current != text:
-            sys.exit(f'{os.path.relpath(OUTPUT, ROOT)} is not current with results/: run python -m experiments.report')
-        return
-    atomic_write(OUTPUT, text)
-    print(f'wrote {os.path.relpath(OUTPUT, ROOT)}')
+            sys.exit(f'{os.path.relpath(path, ROOT)} is not current with results/: run python -m experiments.report')
 
 
 if __name__ == '__main__':

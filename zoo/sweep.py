@@ -42,7 +42,7 @@ TARGET_ASR, ACC_BAND = 95.0, 3.0
 FIVE_LENGTHS, THREE_LENGTHS = [(15,), (10,), (20,), (30,), (40,)], [(15,), (10,), (20,)]
 # Cutout (one 16x16 hole, DeVries & Taylor's CIFAR-10 setting) on top of crop + flip hides part of the
 # object but never an image-wide trigger, so poisoned images may lean more on it (measured: SIG +7-9
-# ASR points, Refool none; README, "The zoo").
+# ASR points, Refool none; docs/ZOO.md).
 CUTOUT = ('--cutout_length', '16')
 VARIANTS = {'cl': FIVE_LENGTHS,
             'sig': FIVE_LENGTHS + [(e, '--weight_decay', '1e-4') for e in (15, 20, 30, 40)]
