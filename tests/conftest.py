@@ -4,6 +4,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -48,7 +49,9 @@ def run_in_process(name, module, args, monkeypatch):
     term = signal.getsignal(signal.SIGTERM)  # utils.cli.run installs its own
     try:
         if module:
-            runpy.run_module(name, run_name='__main__', alter_sys=True)
+            with warnings.catch_warnings():  # the suite has imported it already, which is what runpy warns of
+                warnings.filterwarnings('ignore', '.*found in sys.modules', RuntimeWarning)
+                runpy.run_module(name, run_name='__main__', alter_sys=True)
         else:
             runpy.run_path(os.path.join(ROOT, name), run_name='__main__')
     except SystemExit as e:
