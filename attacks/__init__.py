@@ -21,6 +21,8 @@ from typing import Optional
 
 from data_loader import DATA_ROOT, TRIGGERS, get_trigger
 from utils import UserError
+from utils.checkpoint import add_trust_checkpoint
+from utils.paths import add_replace_shipped
 
 
 @dataclass(frozen=True)
@@ -112,3 +114,14 @@ def build_trigger(name, alpha=None, data_root=None):
 def trigger_for(args):
     """The trigger a run's flags name (--trigger_type, --trigger_alpha, --data_root)."""
     return build_trigger(args.trigger_type, getattr(args, 'trigger_alpha', None), getattr(args, 'data_root', None))
+
+
+def add_generator_arguments(p):
+    """The flags the two artefact generators share (python -m attacks.trojan, python -m attacks.refool)."""
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
+    p.add_argument('--data_root', default=None, help='dataset cache folder (default: ./data)')
+    p.add_argument('--num_classes', type=int, default=10)
+    add_trust_checkpoint(p)
+    add_replace_shipped(p)
+    return p

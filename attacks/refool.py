@@ -22,14 +22,15 @@ import os
 import torch
 import torch.nn.functional as F
 
+from attacks import add_generator_arguments
 from data_loader import DATA_ROOT, BatchLoader, load_cifar10, load_dataset
 from models import select_model
 from utils import UserError
-from utils.checkpoint import add_trust_checkpoint, safe_load
+from utils.checkpoint import safe_load
 from utils.cli import HelpFormatter, check_finite, command_line, run
 from utils.engine import accuracy
 from utils.files import atomic_write
-from utils.paths import add_replace_shipped, output_file
+from utils.paths import output_file
 from utils.runtime import generator, setup
 
 # Refool (Liu et al., ECCV 2020): a natural image reflected into the picture, by the two reflection
@@ -215,15 +216,9 @@ def get_arguments():
     p.add_argument('--images', type=int, default=250,
                    help="non-target training images each candidate is scored on (the attacker's data, not the test set)")
     p.add_argument('--target_label', type=int, default=0)
-    p.add_argument('--seed', type=int, default=0)
     p.add_argument('--device', default='auto')
     p.add_argument('--amp', default='auto', choices=['auto', 'on', 'off'])
-    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
-    p.add_argument('--data_root', default=None, help='dataset cache folder (default: ./data)')
-    p.add_argument('--num_classes', type=int, default=10)
-    add_trust_checkpoint(p)
-    add_replace_shipped(p)
-    return p
+    return add_generator_arguments(p)
 
 
 def main():

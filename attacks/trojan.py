@@ -13,13 +13,14 @@ import os
 
 import torch
 
+from attacks import add_generator_arguments
 from data_loader import DATA_ROOT, TROJAN_AT, load_dataset, trojan_trigger
 from models import select_model
 from utils import UserError
-from utils.checkpoint import add_trust_checkpoint, safe_load
+from utils.checkpoint import safe_load
 from utils.cli import HelpFormatter, check_finite, command_line, run
 from utils.files import atomic_write
-from utils.paths import add_replace_shipped, output_file
+from utils.paths import output_file
 from utils.runtime import generator, seed_everything
 
 REMAKE = 'A trigger file holds only tensors: make it again with `python -m attacks.trojan`'
@@ -84,13 +85,7 @@ def get_arguments():
     p.add_argument('--steps', type=int, default=200, help='Adam steps on the patch')
     p.add_argument('--lr', type=float, default=0.1)
     p.add_argument('--neuron', type=int, default=None, help='default: the one with the largest |weight| into the logits')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--dataset', default='CIFAR10', choices=['CIFAR10'])
-    p.add_argument('--data_root', default=None, help='dataset cache folder (default: ./data)')
-    p.add_argument('--num_classes', type=int, default=10)
-    add_trust_checkpoint(p)
-    add_replace_shipped(p)
-    return p
+    return add_generator_arguments(p)
 
 
 def main():
