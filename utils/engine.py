@@ -133,18 +133,24 @@ def all_finite(model):
     return bool(torch.stack([t.isfinite().all() for t in tensors]).all()) if tensors else True
 
 
+def evaluation_model(model, amp_dtype=None):
+    """What the evaluator runs, in eval mode: in float32, a WideResNet's copy with batch norm folded into its
+    convolutions (the same outputs to 1e-6, faster). Not under autocast, where folding moves bfloat16 outputs
+    by up to 4e-3, and what is picked on such measurements (an epoch, a pruning ratio) must not move; nor on a
+    model with forward hooks, which the folded modules would lose: those run as they are."""
+    model.eval()
+    if amp_dtype is not None or not hasattr(model, 'inference_copy'):
+        return model
+    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+        return model
+    return model.inference_copy()
+
+
 @torch.inference_mode()
 def predictions(model, loader, device, amp_dtype=None, desc='eval', fold=True):
-    """(top-1 predictions, labels) for every image of `loader`, in the order served, each as one tensor.
-
-    In float32 a WideResNet is evaluated through a copy with batch norm folded into its convolutions
-    (`fold`; the same outputs to 1e-6, faster). Not under autocast, where folding moves bfloat16 outputs by up
-    to 4e-3, and what is picked on such measurements (an epoch, a pruning ratio) must not move; nor on a model
-    with forward hooks, which the folded modules would lose."""
-    model.eval()
-    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
-    if fold and amp_dtype is None and not hooked and hasattr(model, 'inference_copy'):
-        model = model.inference_copy()
+    """(top-1 predictions, labels) for every image of `loader`, in the order served, each as one tensor;
+    through evaluation_model (`fold`) or the model itself (fold=False: the caller has made that choice)."""
+    model = evaluation_model(model, amp_dtype) if fold else model.eval()
     preds, labels = [], []
     for x, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0):
         with autocast(device, amp_dtype):
@@ -170,8 +176,9 @@ def evaluate(model, clean_loader, backdoor_loader, device, amp_dtype=None):
     classified as the true label, BackdoorBench's third metric) on the triggered non-target test set.
     All in percent; one pass over each set, each with a progress bar."""
     start = time.perf_counter()
-    acc = accuracy(model, clean_loader, device, amp_dtype, desc='eval clean')
-    preds, targets = predictions(model, backdoor_loader, device, amp_dtype, desc='eval triggered')
+    model = evaluation_model(model, amp_dtype)  # folded once for both sets
+    acc = accuracy(model, clean_loader, device, amp_dtype, desc='eval clean', fold=False)
+    preds, targets = predictions(model, backdoor_loader, device, amp_dtype, desc='eval triggered', fold=False)
     asr = percent(preds == targets)
     # RA lines the predictions up with the set's labels before poisoning: the set must be served in order
     assert backdoor_loader.true_y is None or not (backdoor_loader.shuffle or backdoor_loader.drop_last)
