@@ -332,8 +332,9 @@ def validate(args):
         if getattr(args, name) < 1:
             raise UserError(f'--{name} must be at least 1')
     for name in ('test_limit', 'train_limit'):
-        if getattr(args, name, None) is not None and getattr(args, name) < 1:
-            raise UserError(f'--{name} {getattr(args, name)} must be at least 1')
+        limit = getattr(args, name, None)
+        if limit is not None and limit < 1:
+            raise UserError(f'--{name} {limit} must be at least 1')
     if args.lr <= 0:
         raise UserError(f'--lr {args.lr} must be positive')
     if not 0 <= getattr(args, 'adv_eps', 0) < 1:
@@ -359,7 +360,9 @@ def validate(args):
 
 def check_counts(args):
     """The image counts the fractions give, checked before any work: a run on no images would end 'done'."""
-    total = min(TRAIN_SIZES[args.dataset], getattr(args, 'train_limit', None) or TRAIN_SIZES[args.dataset])
+    total = TRAIN_SIZES[args.dataset]
+    if getattr(args, 'train_limit', None):  # train_badnet.py trains on the first --train_limit images
+        total = min(total, args.train_limit)
     if hasattr(args, 'ratio'):
         clean = subset_size(total, args.ratio)
         held = holdout_size(clean, args.holdout)

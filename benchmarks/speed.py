@@ -22,10 +22,9 @@ import torch
 from data_loader import BatchLoader, clean_subset, load_cifar10
 from models import build_model
 from utils.cli import HelpFormatter, run
-from utils.paths import ROOT
 from utils.engine import accuracy, cross_entropy_loss, train_epoch
+from utils.paths import ROOT
 from utils.runtime import autocast_dtype, resolve_device
-
 
 
 def median_seconds(fn, repeats):

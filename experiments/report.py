@@ -202,10 +202,15 @@ def curves():
             f'Source: {link(source("curves_badnets.csv"))}.\n\n{image(source("curves_badnets.png"))}')
 
 
+def attack_rows(data, columns):
+    """One row per attack: its title, ASR / ACC of each column (`<column>_asr`, `<column>_acc`), the paper's NAD."""
+    return [[title(r['attack']), *(pair(r[f'{c}_asr'], r[f'{c}_acc']) for c in columns), paper_nad(r['attack'])]
+            for r in data]
+
+
 def paper_lr():
     data = rows('paper_lr.csv')
-    body = [[title(r['attack']), pair(r['before_asr'], r['before_acc']), pair(r['finetune_asr'], r['finetune_acc']),
-             pair(r['nad_asr'], r['nad_acc']), paper_nad(r['attack'])] for r in data]
+    body = attack_rows(data, ('before', 'finetune', 'nad'))
     return ('The paper\'s lr 0.1',
             f'Fine-tuning and NAD at lr 0.1, NAD taught by that fine-tuned model, seed {seeds_of(data)}; ASR / ACC: '
             f'`python reproduce.py --analysis paper_lr`. Source: {link(source("paper_lr.csv"))}.\n\n'
@@ -237,8 +242,7 @@ def beta():
 
 def nad_beta():
     data = rows('nad_beta5000.csv')
-    body = [[title(r['attack']), pair(r['finetune_asr'], r['finetune_acc']), pair(r['nad_asr'], r['nad_acc']),
-             pair(r['nad_beta5000_asr'], r['nad_beta5000_acc']), paper_nad(r['attack'])] for r in data]
+    body = attack_rows(data, ('finetune', 'nad', 'nad_beta5000'))
     return ('NAD at B = 5000 on every attack',
             f'NAD at the beta picked on BadNets beside fine-tuning and NAD at the default, seed {seeds_of(data)}; '
             f'ASR / ACC: `python reproduce.py --analysis nad_beta`. Source: {link(source("nad_beta5000.csv"))}.\n\n'
