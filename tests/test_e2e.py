@@ -96,8 +96,11 @@ def test_train_badnet_one_epoch_of_a_named_clean_label_attack(tmp_path, cifar):
     assert ckpt['epoch'] == 1 and ckpt['config']['attack'] == 'sig' and len(ckpt['poison_idx']) == 400
     assert ckpt['config']['train_limit'] == 5000 and max(ckpt['poison_idx']) < 5000
     assert (cifar['train'][1][ckpt['poison_idx']] == 0).all()     # clean-label: target-class images only
-    assert ckpt['acc'] > 20.0                                   # one epoch learns something real
-    assert json.loads((tmp_path / 'badnet_bd.json').read_text())['final']['epoch'] == 1
+    final = json.loads((tmp_path / 'badnet_bd.json').read_text())['final']
+    # one epoch learns something real: the epoch's mean loss (2.18 on AVX512 and on AVX2 kernels) is below
+    # chance's ln 10 = 2.30. Not the test ACC, which one epoch leaves at the mercy of the CPU's rounding (22.7
+    # with AVX512 kernels, 12.1 with AVX2 ones, on the same weights and data)
+    assert final['epoch'] == 1 and final['loss'] < 2.25 and ckpt['acc'] == final['acc']
 
 
 def run_defense(tmp_path, *argv):
