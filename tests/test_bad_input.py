@@ -5,7 +5,6 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,16 +19,13 @@ from utils import UserError
 from utils.cli import check_finite
 from utils.files import folder_lock, write_together
 from utils.paths import is_shipped, output_file
+from conftest import run_here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def nad_args(*argv):
     return config.parse(config.get_arguments(), list(argv))
-
-
-def run_cli(*argv):
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize('name', ['../../escape', '/tmp/abs', 'a/b', '..', '.', '', 'x' * 201], ids=lambda n: n[:12] or 'empty')
@@ -40,7 +36,7 @@ def test_run_names_are_plain_names(name):
 
 
 def test_an_escaping_run_name_is_one_line_with_exit_code_2_and_nothing_written(tmp_path):
-    result = run_cli('main.py', '--run_name', '../../escape', '--log_root', str(tmp_path / 'r'),
+    result = run_here('main.py', '--run_name', '../../escape', '--log_root', str(tmp_path / 'r'),
                      '--checkpoint_root', str(tmp_path / 'w'))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: --run_name '../../escape' must be a plain name: no '/', not '.' or '..' (runs are filed under --log_root)"]
@@ -230,7 +226,7 @@ def test_the_refusal_suggests_trust_checkpoint_only_where_the_script_has_it(evil
 def test_a_malicious_mcr_end_is_refused_before_the_data_are_loaded(evil, tmp_path):
     empty = tmp_path / 'data'  # no cache here: reaching the data would start a fetch and write into it
     empty.mkdir()
-    result = run_cli('main.py', '--defense', 'mcr', '--mcr_end', evil, '--data_root', str(empty),
+    result = run_here('main.py', '--defense', 'mcr', '--mcr_end', evil, '--data_root', str(empty),
                      '--log_root', str(tmp_path / 'r'), '--checkpoint_root', str(tmp_path / 'w'))
     assert result.returncode == 2 and 'could run code' in result.stderr and len(result.stderr.splitlines()) == 1
     assert os.listdir(empty) == []

@@ -1,10 +1,10 @@
 """What every entry point shows the same way: its --help (each default once, no flag it lacks) and its epoch
-lines. The --help runs are in this process (the script as its __main__), which stops at the parse."""
+lines. The --help runs are in this process (conftest.run_here: the script as its __main__), which stops at the parse."""
 import re
 
 import pytest
 
-from conftest import run_in_process
+from conftest import run_here
 from utils.cli import epoch_line, plural
 
 ENTRY_POINTS = [['main.py'], ['train_badnet.py'], ['reproduce.py'], ['-m', 'experiments.analyses'],
@@ -27,11 +27,10 @@ def options(help_text):
 
 
 @pytest.mark.parametrize('entry', ENTRY_POINTS, ids=' '.join)
-def test_help_prints_each_default_once_and_only_flags_the_script_has(entry, monkeypatch, capsys):
-    code = run_in_process(entry[-1], entry[0] == '-m', ['--help'], monkeypatch)
-    out = capsys.readouterr()
-    assert code in (0, None) and out.out.strip(), out.err
-    entries = options(out.out)
+def test_help_prints_each_default_once_and_only_flags_the_script_has(entry):
+    out = run_here(*entry, '--help')
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr
+    entries = options(out.stdout)
     has = {f for e in entries for f in re.findall(r'(?<![\w-])--?[\w-]+', e)}   # every spelling of every option
     for flags, text in entries.items():
         assert len(re.findall(r'default', text, re.I)) <= 1, f'{flags}: the default said more than once: {text}'

@@ -1,7 +1,4 @@
 """Config validation, and bad input at the command line: one clear line and a non-zero exit."""
-import subprocess
-import sys
-
 import pytest
 
 import config
@@ -9,6 +6,7 @@ import data_loader as dl
 from models import build_model
 from utils import UserError
 from utils.checkpoint import save_checkpoint
+from conftest import run_cli, run_here
 
 
 def nad(*argv):
@@ -43,10 +41,6 @@ def test_ratio_of_one_is_allowed():
     assert config.parse(config.get_badnet_arguments(), ['--inject_portion', '1']).inject_portion == 1.0
 
 
-def run_cli(*argv):
-    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture(scope='module')
 def wrn_16_2(tmp_path_factory):
     path = tmp_path_factory.mktemp('ckpt') / 'wrn-16-2.tar'
@@ -66,7 +60,7 @@ def wrn_16_2(tmp_path_factory):
 ])
 def test_cli_bad_input_is_one_line(argv, message, tmp_path):
     where = ['--output', str(tmp_path / 'pool.pt')] if argv[0] == '-m' else ['--log_root', str(tmp_path)]
-    result = run_cli(*argv, *where)
+    result = run_here(*argv, *where)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], result.stderr

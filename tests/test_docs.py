@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import config
-from conftest import ROOT, run_in_process
+from conftest import ROOT, run_here
 from utils import UserError
 
 DOCS = ['README.md', *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'docs', '*.md')))]
@@ -125,7 +125,7 @@ def test_the_docs_have_commands():
 
 
 @pytest.mark.parametrize('command', COMMANDS)
-def test_doc_command(command, monkeypatch, capsys):
+def test_doc_command(command, capsys):
     """main.py and train_badnet.py: the flags parsed and checked by the script's own parser (an unknown flag or a
     bad value fails), nothing run. A script with --dry_run: dry-run here. Any other: --help here."""
     where = COMMANDS[command]
@@ -134,6 +134,7 @@ def test_doc_command(command, monkeypatch, capsys):
     except ValueError as e:
         pytest.fail(f'{where}: {command}: not a shell command ({e})')
     name, module, args = target(argv)
+    script = ['-m', name] if module else [name]
     path = source_path(name, module)
     if path is None:
         pytest.fail(f'{where}: {command}: there is no {"module" if module else "script"} {name}')
@@ -146,15 +147,14 @@ def test_doc_command(command, monkeypatch, capsys):
             error = capsys.readouterr().err.strip().splitlines()
             pytest.fail(f'{where}: {command}: {error[-1] if error else e}')
     elif '--dry_run' in args or dry_run:
-        code = run_in_process(name, module, args if '--dry_run' in args else args + ['--dry_run'], monkeypatch)
-        out = capsys.readouterr()
-        assert code in (0, None), f'{where}: {command} --dry_run: exit {code}\n{out.out[-2000:]}{out.err[-2000:]}'
+        out = run_here(*script, *args, *([] if '--dry_run' in args else ['--dry_run']))
+        assert out.returncode == 0, \
+            f'{where}: {command} --dry_run: exit {out.returncode}\n{out.stdout[-2000:]}{out.stderr[-2000:]}'
     else:  # --help stops at the parse: the command's flags are looked up in the help instead
-        code = run_in_process(name, module, ['--help'], monkeypatch)
-        out = capsys.readouterr()
-        assert code in (0, None), f'{where}: {command} --help: exit {code}\n{out.err[-2000:]}'
+        out = run_here(*script, '--help')
+        assert out.returncode == 0, f'{where}: {command} --help: exit {out.returncode}\n{out.stderr[-2000:]}'
         flags = [a.split('=')[0] for a in args if re.match(r'--?[A-Za-z]', a)]
-        unknown = [f for f in flags if not re.search(rf'(?<![\w-]){re.escape(f)}(?![\w-])', out.out)]
+        unknown = [f for f in flags if not re.search(rf'(?<![\w-]){re.escape(f)}(?![\w-])', out.stdout)]
         assert not unknown, f'{where}: {command}: {", ".join(unknown)} not in its --help'
 
 

@@ -2,8 +2,6 @@
 figures the README states, and main.py / train_badnet.py run, print and write what they promise."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ import torch
 from models import select_model
 from data_loader import test_loaders as make_test_loaders
 from utils.engine import evaluate
+from conftest import run_cli, run_here
 
 pytestmark = pytest.mark.e2e
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,9 +58,8 @@ def test_shipped_teacher(loaders):
 
 
 def test_one_nad_epoch_writes_results_and_checkpoint(tmp_path, cifar):
-    result = subprocess.run([sys.executable, 'main.py', '--epochs', '1', '--checkpoint_root', str(tmp_path / 'w'),
-                             '--log_root', str(tmp_path / 'r'), '--seed', '3', *LIMIT],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = run_here('main.py', '--epochs', '1', '--checkpoint_root', str(tmp_path / 'w'), '--log_root',
+                      str(tmp_path / 'r'), '--seed', '3', *LIMIT)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [l for l in result.stdout.splitlines() if l.startswith('epoch')]
     assert len(lines) == 2 and 'ACC' in lines[1] and 'ASR' in lines[1]
@@ -87,9 +85,8 @@ def test_one_nad_epoch_writes_results_and_checkpoint(tmp_path, cifar):
 def test_train_badnet_one_epoch_of_a_named_clean_label_attack(tmp_path, cifar):
     out = tmp_path / 'bd.pth.tar'
     # the first 5,000 training images (--train_limit): the poisoning and the loop are the same, ten times cheaper
-    result = subprocess.run([sys.executable, 'train_badnet.py', '--epochs', '1', '--output', str(out),
-                             '--log_root', str(tmp_path), '--attack', 'sig', '--train_limit', '5000', *LIMIT],
-                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = run_here('train_badnet.py', '--epochs', '1', '--output', str(out), '--log_root', str(tmp_path),
+                      '--attack', 'sig', '--train_limit', '5000', *LIMIT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'poisoned 400 of 5000 training images (sigTrigger, cleanLabel, target 0)' in result.stdout
     _, ckpt = select_model('WRN-16-1', 10, str(out))
@@ -104,9 +101,8 @@ def test_train_badnet_one_epoch_of_a_named_clean_label_attack(tmp_path, cifar):
 
 
 def run_defense(tmp_path, *argv):
-    result = subprocess.run([sys.executable, 'main.py', '--epochs', '1', '--checkpoint_root', str(tmp_path / 'w'),
-                             '--log_root', str(tmp_path / 'r'), *LIMIT, *argv], cwd=ROOT, capture_output=True, text=True,
-                            timeout=900)
+    result = run_here('main.py', '--epochs', '1', '--checkpoint_root', str(tmp_path / 'w'), '--log_root',
+                      str(tmp_path / 'r'), *LIMIT, *argv)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -151,10 +147,9 @@ def test_mcr_curve_reproduces_endpoints_on_real_data(tmp_path):
 
 def test_the_same_seed_twice_gives_the_same_numbers_and_weights(tmp_path):
     def nad(name):
-        result = subprocess.run([sys.executable, 'main.py', '--epochs', '2', '--ratio', '0.02', '--eval_every', '0',
-                                 '--device', 'cpu', '--seed', '4', '--run_name', name, '--log_root', str(tmp_path), *LIMIT,
-                                 '--checkpoint_root', str(tmp_path / name)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=600)
+        result = run_cli('main.py', '--epochs', '2', '--ratio', '0.02', '--eval_every', '0', '--device', 'cpu',
+                         '--seed', '4', '--run_name', name, '--log_root', str(tmp_path), *LIMIT,
+                         '--checkpoint_root', str(tmp_path / name), timeout=600)   # a new process each: same numbers
         assert result.returncode == 0, result.stderr[-2000:]
         summary = json.loads((tmp_path / f'{name}.json').read_text())
         return summary, select_model('WRN-16-1', 10, str(tmp_path / name / f'{name}.tar'))[0].state_dict()

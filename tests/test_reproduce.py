@@ -5,12 +5,10 @@ import csv
 import json
 import os
 import statistics
-import subprocess
-import sys
 
 import pytest
 
-from conftest import GRID, ROOT, reproduce
+from conftest import GRID, reproduce, run_here
 from reproduce import Runner, get_arguments, table_name
 from experiments.runner import digest, same_student, seal, stored_run
 from utils import UserError
@@ -81,8 +79,7 @@ def test_table_names_say_what_the_grid_changed():
 @pytest.mark.parametrize('argv,message', [(['--test_limit', '0'], '--test_limit must each be at least 1'),
                                           (['--analysis', 'detection', '--test_limit', '1000'], 'Table 1 grids')])
 def test_bad_grid_settings_are_one_line(tmp_path, argv, message):
-    result = subprocess.run([sys.executable, 'reproduce.py', *argv, '--results', str(tmp_path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = run_here('reproduce.py', *argv, '--results', str(tmp_path))
     assert result.returncode != 0 and message in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
     assert not any(tmp_path.iterdir())                            # nothing run, nothing written
 

@@ -17,6 +17,7 @@ from utils import UserError
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.files import HOST, remove_stale_temps, write_together
 from utils.engine import train_epoch
+from conftest import run_cli, run_here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,10 +40,6 @@ def evil(tmp_path):
     return str(path), marker
 
 
-def run_cli(*argv):
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
 def one_line_error(result):
     lines = result.stderr.strip().splitlines()
     return result.returncode != 0 and len(lines) == 1 and lines[0].startswith('error: ')
@@ -54,7 +51,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(evil, tmp_path, argv):
     path, marker = evil
     out = ['--output', str(tmp_path / 'w' / 'bd.pth.tar')] if argv[0] == 'train_badnet.py' else \
         ['--checkpoint_root', str(tmp_path / 'w')]
-    result = run_cli(*argv, path, '--log_root', str(tmp_path / 'r'), *out)
+    result = run_here(*argv, path, '--log_root', str(tmp_path / 'r'), *out)
     assert not marker.exists()                                      # the payload never ran
     assert one_line_error(result) and 'posix.system' in result.stderr and '--trust_checkpoint' in result.stderr
     assert not os.listdir(tmp_path / 'r') and not os.listdir(tmp_path / 'w')   # and nothing was written
@@ -132,7 +129,7 @@ def test_numeric_flags_are_finite_and_in_range(argv, message):
     (['--make_teacher', '--t_model', 'weight/t_net/WRN-16-1-T-model_best.pth.tar'], 'a file the repository ships'),
     (['--log_root', 'results', '--run_name', 'nad_WRN-16-1-S-model_best_seed0'], 'a file the repository ships')])
 def test_bad_paths_are_one_line_before_any_work(argv, message):
-    result = run_cli('main.py', *argv)
+    result = run_here('main.py', *argv)
     assert one_line_error(result) and message in result.stderr, result.stderr
 
 

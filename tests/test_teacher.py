@@ -5,8 +5,6 @@ the analyses ask for the right runs and write their own files. No training."""
 import csv
 import itertools
 import math
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +12,7 @@ import torch
 
 from experiments import analyses
 import config
-from conftest import ROOT
+from conftest import run_here
 from defenses import DEFENSES, kd, twostage
 from models import build_model
 from reproduce import Runner, get_arguments, needs_teacher
@@ -231,9 +229,8 @@ def test_the_harsh_trade_off_teaches_nad_and_kd_with_the_code_teacher_at_every_l
 
 
 def test_the_teacher_analysis_dry_run_prints_its_plan(tmp_path):
-    result = subprocess.run([sys.executable, 'reproduce.py', '--analysis', 'teacher', '--attacks', 'badnets', '--seeds',
-                             '0', '--dry_run', '--results', str(tmp_path), '--models', str(tmp_path / 'm')],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_here('reproduce.py', '--analysis', 'teacher', '--attacks', 'badnets', '--seeds', '0', '--dry_run',
+                      '--results', str(tmp_path), '--models', str(tmp_path / 'm'))
     assert result.returncode == 0, result.stderr
     # nothing stored: the two teachers first; NAD, KD and two-stage of the 4 cells wait (Table 1's NAD in 2 of them)
     assert '2 runs to make first; 12 more known to wait' in result.stdout

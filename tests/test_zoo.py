@@ -12,6 +12,7 @@ from attacks import ATTACKS, TABLE3, trigger_for
 from models import select_model
 from data_loader import test_loaders as make_test_loaders
 from utils.engine import evaluate
+from conftest import run_here
 
 pytestmark = pytest.mark.e2e
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,12 +54,8 @@ def test_recorded_acc_and_asr_reproduce(attack, cifar):
 
 def test_main_runs_nad_on_a_zoo_attack(tmp_path):
     import json
-    import subprocess
-    import sys
-    result = subprocess.run([sys.executable, 'main.py', '--attack', 'trojan', '--epochs', '1', '--eval_every', '0',
-                             '--test_limit', '1000', '--checkpoint_root', str(tmp_path / 'w'),
-                             '--log_root', str(tmp_path / 'r')],
-                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = run_here('main.py', '--attack', 'trojan', '--epochs', '1', '--eval_every', '0', '--test_limit', '1000',
+                      '--checkpoint_root', str(tmp_path / 'w'), '--log_root', str(tmp_path / 'r'))
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'warning' not in result.stdout                          # the student's own trigger is measured
     summary = json.loads((tmp_path / 'r' / 'nad_WRN-16-1-trojan_seed0.json').read_text())
