@@ -816,8 +816,8 @@ def teacher_markdown(summary, args):
                            '-' if c['ra'] is None else f"{c['ra']:.2f}"])
 
     lines = [f"ASR +- sd / ACC / RA in %, mean over seeds {seeds}. Teacher: the zoo model fine-tuned under the "
-             "teacher's protocol (Table 1's fine-tuning run of it); FT: fine-tuning under the student's protocol "
-             f"(Table 1's); NAD, KD (T {defaults.get_default('kd_t'):g}, alpha {defaults.get_default('kd_alpha'):g}) "
+             "teacher's protocol; FT: fine-tuning under the student's protocol (both the runs Table 1 makes); "
+             f"NAD, KD (T {defaults.get_default('kd_t'):g}, alpha {defaults.get_default('kd_alpha'):g}) "
              "and two-stage (the teacher fine-tuned again with CE) under the student's protocol, from the teacher. "
              "NAD - X: NAD's ASR (+- sd) / ACC minus X's, paired by seed; negative ASR = NAD leaves less backdoor. "
              "Average: over the paper's six attacks (those run; not poison-label Refool), per seed."]
@@ -825,7 +825,7 @@ def teacher_markdown(summary, args):
     titles = ['teacher', 'FT', 'NAD', 'KD', 'two-stage', *(f'NAD - {t}' for t in ('FT', 'KD', 'two-stage'))]
     for tp in args.teacher_protocols:
         for sp in args.student_protocols:
-            same = " (NAD: Table 1's run)" if tp == sp else ''
+            same = " (NAD: the run Table 1 makes)" if tp == sp else ''
             lines += ['', f'Teacher `{tp}`, student `{sp}`{same}:', '',
                       '| attack | ' + ' | '.join(titles) + ' |', '|---' * (len(titles) + 1) + '|']
             for attack in dict.fromkeys(c[0] for c in cells):

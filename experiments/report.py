@@ -134,16 +134,27 @@ def tradeoff():
             + f'\n\n{image(source("tradeoff.png"))}')
 
 
-def teacher_file():
-    """The teacher analysis's most complete table: the one over the most seeds (a tie: the shorter name, the
-    whole grid's before a slice's)."""
-    def seeds(path):
-        found = re.search(r'mean over seeds ([\d ]+)\.', included(path))
-        return len(found.group(1).split()) if found else 0
-    paths = glob.glob(os.path.join(RESULTS, 'fp32', 'teacher*.md'))
+def teacher_files():
+    """The teacher analysis's tables: the whole grid's (teacher.md) once it is made, else each slice's (e.g.
+    teacher_from-code_to-paper-lr0.01.md, the key cell), in name order."""
+    whole = os.path.join(RESULTS, 'fp32', 'teacher.md')
+    paths = [whole] if os.path.isfile(whole) else sorted(glob.glob(os.path.join(RESULTS, 'fp32', 'teacher*.md')))
     if not paths:
         raise UserError('results/fp32/teacher*.md is missing: run the teacher analysis first')
-    return max(sorted(paths), key=lambda p: (seeds(p), -len(p)))
+    return paths
+
+
+KEY_CELL = ('code', 'paper-lr0.01')  # the teacher analysis's key cell: a harsh teacher for a gentle student
+
+
+def key_cell_rows():
+    """{(attack, method): summary row} of the key cell, from the first teacher table that holds it."""
+    for path in teacher_files():
+        found = {(r['attack'], r['method']): r for r in rows(os.path.relpath(path, RESULTS)[:-3] + '.csv')
+                 if (r['teacher_protocol'], r['student_protocol']) == KEY_CELL}
+        if found:
+            return found
+    raise UserError('no teacher table holds the key cell: run the command under the README\'s headline table')
 
 
 def teacher_command(path):
@@ -161,12 +172,17 @@ def teacher_command(path):
 
 
 def teacher():
-    path = teacher_file()
-    return ('A harsh teacher for a gentle student: NAD, KD and two-stage fine-tuning',
+    commands = '; '.join(f'`{teacher_command(path)}` ({link(path)})' for path in teacher_files())
+    return ('The teacher analysis: NAD, KD and two-stage fine-tuning from each protocol\'s teacher',
             'NAD, logit distillation (KD) and two-stage fine-tuning under the student\'s protocol, each taught by '
             'the same seed\'s teacher fine-tuned under the teacher\'s protocol, beside fine-tuning under the '
-            f'student\'s; trained and measured in float32 in a grid of its own: `{teacher_command(path)}`. '
-            f'Source (the file over the most seeds): {link(path)}.\n\n{included(path)}')
+            f'student\'s; trained and measured in float32 in a grid of its own: {commands}.\n\n' + teacher_tables())
+
+
+def teacher_tables():
+    """The teacher tables one after the other, their common legend once."""
+    parts = [included(path).split('\n\n', 1) for path in teacher_files()]   # (legend, the cells' tables)
+    return '\n\n'.join([*dict.fromkeys(legend for legend, _ in parts), *(cells for _, cells in parts)])
 
 
 def attribution():
@@ -327,7 +343,7 @@ def headline():
     """NAD against fine-tuning per attack under both protocols, and NAD, KD and two-stage taught by the `code`
     teacher under `paper-lr0.01`: ASR +- sd / ACC, mean over seeds; the average over the paper's six."""
     code, gentle = ({(r['attack'], r['defense']): r for r in rows(f'table1_{p}.csv')} for p in ('code', 'paper-lr0.01'))
-    harsh = {(r['attack'], r['method']): r for r in rows(os.path.relpath(teacher_file(), RESULTS)[:-3] + '.csv')}
+    harsh = key_cell_rows()
 
     def short(row, sd='asr_std'):
         return f"{row['asr']:.1f}+-{row[sd]:.1f} / {row['acc']:.1f}" if row else '-'

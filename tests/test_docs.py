@@ -115,9 +115,26 @@ def source_path(name, module):
 
 def test_results_page_is_current():
     """docs/RESULTS.md is what the report writes from results/ now (else: python -m experiments.report)."""
-    result = subprocess.run([sys.executable, '-m', 'experiments.report', '--check'], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = run_here('-m', 'experiments.report', '--check')
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_teacher_section_shows_every_cell_and_the_headline_reads_the_key_cell(tmp_path, monkeypatch):
+    from experiments import report
+    monkeypatch.setattr(report, 'RESULTS', str(tmp_path))
+    (tmp_path / 'fp32').mkdir()
+    legend = 'ASR +- sd / ACC / RA in %, mean over seeds 0 1 2.'
+    header = 'attack,teacher_protocol,student_protocol,method,seeds,asr,asr_sd,acc,acc_sd,ra,ra_sd\n'
+    for teacher, student, asr in (('code', 'paper-lr0.01', 1.0), ('paper-lr0.01', 'paper-lr0.01', 2.0)):
+        name = f'teacher_from-{teacher}_to-{student}'
+        (tmp_path / 'fp32' / f'{name}.md').write_text(f'{legend}\n\nTeacher `{teacher}`, student `{student}`:\n')
+        (tmp_path / 'fp32' / f'{name}.csv').write_text(header + f'badnets,{teacher},{student},nad,3,{asr},0,80,0,70,0\n')
+    _, text = report.teacher()
+    assert text.count(legend) == 1 and 'Teacher `code`, student' in text and 'Teacher `paper-lr0.01`, student' in text
+    assert '--teacher_protocols paper-lr0.01 --student_protocols paper-lr0.01' in text
+    assert report.key_cell_rows()['badnets', 'nad']['asr'] == 1.0             # the harsh teacher's, whatever the order
+    (tmp_path / 'fp32' / 'teacher.md').write_text(f'{legend}\n\nall four cells\n')  # the whole grid: it alone
+    assert report.teacher_files() == [str(tmp_path / 'fp32' / 'teacher.md')]
 
 
 def test_the_docs_have_commands():

@@ -183,7 +183,7 @@ def test_the_teacher_analysis_asks_for_each_cells_runs_and_pairs_nad_with_each_c
     assert float(cells[(*key, 'teacher')]['asr']) == 10.5 and float(cells[(*key, 'nad')]['asr_sd']) == \
         pytest.approx(2 ** 0.5 / 2)
     markdown = (tmp_path / f'{name}.md').read_text()
-    assert 'Teacher `code`, student `paper-lr0.01`:' in markdown and "student `code` (NAD: Table 1's run)" in markdown
+    assert 'Teacher `code`, student `paper-lr0.01`:' in markdown and "student `code` (NAD: the run Table 1 makes)" in markdown
     assert '| badnets | 10.50+-0.71 / 80.50 / 50.00 | 10.50+-0.71 / 80.50 / 50.00 | 3.50+-0.71 / 80.50 / 50.00 | ' \
         '5.50+-0.71 / 80.50 / 50.00 | 4.50+-0.71 / 80.50 / 50.00 | -7.00+-0.00 / +0.00 | -2.00+-0.00 / +0.00 | ' \
         '-1.00+-0.00 / +0.00 |' in markdown
