@@ -148,13 +148,16 @@ KEY_CELL = ('code', 'paper-lr0.01')  # the teacher analysis's key cell: a harsh 
 
 
 def key_cell_rows():
-    """{(attack, method): summary row} of the key cell, from the first teacher table that holds it."""
-    for path in teacher_files():
-        found = {(r['attack'], r['method']): r for r in rows(os.path.relpath(path, RESULTS)[:-3] + '.csv')
-                 if (r['teacher_protocol'], r['student_protocol']) == KEY_CELL}
-        if found:
-            return found
-    raise UserError('no teacher table holds the key cell: run the command under the README\'s headline table')
+    """{(attack, method): summary row} of the key cell, from the teacher table that holds most of it (then most
+    seeds): a one-attack slice never hides the whole cell."""
+    def cell(path):
+        return {(r['attack'], r['method']): r for r in rows(os.path.relpath(path, RESULTS)[:-3] + '.csv')
+                if (r['teacher_protocol'], r['student_protocol']) == KEY_CELL}
+    found = max((cell(path) for path in teacher_files()),
+                key=lambda c: (len(c), sum(r['seeds'] for r in c.values())))
+    if not found:
+        raise UserError('no teacher table holds the key cell: run the command under the README\'s headline table')
+    return found
 
 
 def teacher_command(path):
@@ -172,17 +175,21 @@ def teacher_command(path):
 
 
 def teacher():
-    commands = '; '.join(f'`{teacher_command(path)}` ({link(path)})' for path in teacher_files())
+    paths = teacher_files()
+    commands = '; '.join(f'`{teacher_command(path)}` ({link(path)})' for path in paths)
     return ('The teacher analysis: NAD, KD and two-stage fine-tuning from each protocol\'s teacher',
             'NAD, logit distillation (KD) and two-stage fine-tuning under the student\'s protocol, each taught by '
             'the same seed\'s teacher fine-tuned under the teacher\'s protocol, beside fine-tuning under the '
-            f'student\'s; trained and measured in float32 in a grid of its own: {commands}.\n\n' + teacher_tables())
+            f'student\'s; trained and measured in float32 in a grid of its own: {commands}.\n\n' + teacher_tables(paths))
 
 
-def teacher_tables():
-    """The teacher tables one after the other, their common legend once."""
-    parts = [included(path).split('\n\n', 1) for path in teacher_files()]   # (legend, the cells' tables)
-    return '\n\n'.join([*dict.fromkeys(legend for legend, _ in parts), *(cells for _, cells in parts)])
+def teacher_tables(paths):
+    """The tables of `paths` one after the other, each legend once, before the tables it heads."""
+    by_legend = {}
+    for path in paths:
+        legend, cells = included(path).split('\n\n', 1)
+        by_legend.setdefault(legend, []).append(cells)
+    return '\n\n'.join(part for legend, cells in by_legend.items() for part in (legend, *cells))
 
 
 def attribution():

@@ -19,9 +19,8 @@ from utils import UserError
 from utils.cli import check_finite
 from utils.files import folder_lock, write_together
 from utils.paths import is_shipped, output_file
-from conftest import run_here
+from conftest import ROOT, run_here
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def nad_args(*argv):

@@ -8,13 +8,11 @@ import importlib.util
 import os
 import re
 import shlex
-import subprocess
-import sys
 
 import pytest
 
 import config
-from conftest import ROOT, run_here
+from conftest import ROOT, run_cli, run_here
 from utils import UserError
 
 DOCS = ['README.md', *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'docs', '*.md')))]
@@ -125,14 +123,20 @@ def test_the_teacher_section_shows_every_cell_and_the_headline_reads_the_key_cel
     (tmp_path / 'fp32').mkdir()
     legend = 'ASR +- sd / ACC / RA in %, mean over seeds 0 1 2.'
     header = 'attack,teacher_protocol,student_protocol,method,seeds,asr,asr_sd,acc,acc_sd,ra,ra_sd\n'
-    for teacher, student, asr in (('code', 'paper-lr0.01', 1.0), ('paper-lr0.01', 'paper-lr0.01', 2.0)):
-        name = f'teacher_from-{teacher}_to-{student}'
-        (tmp_path / 'fp32' / f'{name}.md').write_text(f'{legend}\n\nTeacher `{teacher}`, student `{student}`:\n')
-        (tmp_path / 'fp32' / f'{name}.csv').write_text(header + f'badnets,{teacher},{student},nad,3,{asr},0,80,0,70,0\n')
+    cells = (('teacher_badnets_from-code_to-paper-lr0.01', 'code', 'badnets'),   # a one-attack slice, first by name
+             ('teacher_from-code_to-paper-lr0.01', 'code', 'badnets blend'),    # the key cell
+             ('teacher_from-paper-lr0.01_to-paper-lr0.01', 'paper-lr0.01', 'badnets blend'))
+    for name, teacher, attacks in cells:
+        (tmp_path / 'fp32' / f'{name}.md').write_text(f'{legend}\n\nTeacher `{teacher}`, student `paper-lr0.01`:\n')
+        (tmp_path / 'fp32' / f'{name}.csv').write_text(header + ''.join(
+            f'{a},{teacher},paper-lr0.01,nad,3,{len(name)},0,80,0,70,0\n' for a in attacks.split()))
+    (tmp_path / 'fp32' / f'{cells[0][0]}.md').write_text('Other legend.\n\nTeacher `code`, one attack:\n')
     _, text = report.teacher()
-    assert text.count(legend) == 1 and 'Teacher `code`, student' in text and 'Teacher `paper-lr0.01`, student' in text
+    assert text.count(legend) == 1 and text.index(legend) < text.index('Teacher `paper-lr0.01`, student')
+    assert text.index('Other legend.') < text.index('one attack') < text.index(legend)   # each legend above its tables
     assert '--teacher_protocols paper-lr0.01 --student_protocols paper-lr0.01' in text
-    assert report.key_cell_rows()['badnets', 'nad']['asr'] == 1.0             # the harsh teacher's, whatever the order
+    key = report.key_cell_rows()                                   # the whole key cell, not the slice sorted first
+    assert set(key) == {('badnets', 'nad'), ('blend', 'nad')} and key['badnets', 'nad']['asr'] == len(cells[1][0])
     (tmp_path / 'fp32' / 'teacher.md').write_text(f'{legend}\n\nall four cells\n')  # the whole grid: it alone
     assert report.teacher_files() == [str(tmp_path / 'fp32' / 'teacher.md')]
 
@@ -213,5 +217,5 @@ def test_readme_extension_snippet(heading):
                 if under == heading and language == 'python']
     assert len(snippets) == 1, f'README.md: one ```python block expected under "{heading}", found {len(snippets)}'
     program = f'SNIPPET = {snippets[0]!r}\n' + EXTENSIONS[heading]
-    result = subprocess.run([sys.executable, '-c', program], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run_cli('-c', program, timeout=120)   # a new interpreter: the snippet changes the registries
     assert result.returncode == 0, f'README.md, "{heading}":\n{snippets[0]}\n{result.stderr[-2000:]}'

@@ -9,10 +9,9 @@ import torch
 from models import select_model
 from data_loader import test_loaders as make_test_loaders
 from utils.engine import evaluate
-from conftest import run_cli, run_here
+from conftest import ROOT, run_cli, run_here
 
 pytestmark = pytest.mark.e2e
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDENT = os.path.join(ROOT, 'weight', 's_net', 'WRN-16-1-S-model_best.pth.tar')
 TEACHER = os.path.join(ROOT, 'weight', 't_net', 'WRN-16-1-T-model_best.pth.tar')
 # The runs below are measured on the first 1000 test images (--test_limit): a full pass over the test sets

@@ -17,9 +17,8 @@ from utils import UserError
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.files import HOST, remove_stale_temps, write_together
 from utils.engine import train_epoch
-from conftest import run_cli, run_here
+from conftest import ROOT, run_cli, run_here
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class MakesAFile:
@@ -51,7 +50,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(evil, tmp_path, argv):
     path, marker = evil
     out = ['--output', str(tmp_path / 'w' / 'bd.pth.tar')] if argv[0] == 'train_badnet.py' else \
         ['--checkpoint_root', str(tmp_path / 'w')]
-    result = run_here(*argv, path, '--log_root', str(tmp_path / 'r'), *out)
+    result = run_cli(*argv, path, '--log_root', str(tmp_path / 'r'), *out)
     assert not marker.exists()                                      # the payload never ran
     assert one_line_error(result) and 'posix.system' in result.stderr and '--trust_checkpoint' in result.stderr
     assert not os.listdir(tmp_path / 'r') and not os.listdir(tmp_path / 'w')   # and nothing was written

@@ -12,10 +12,9 @@ from attacks import ATTACKS, TABLE3, trigger_for
 from models import select_model
 from data_loader import test_loaders as make_test_loaders
 from utils.engine import evaluate
-from conftest import run_here
+from conftest import ROOT, run_here
 
 pytestmark = pytest.mark.e2e
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def zoo(attack):
