@@ -74,8 +74,9 @@ def epoch_line(epoch, lr, loss, metrics, seconds):
     always 8 wide: a fixed-point column rounded small rates (a cosine's or a warm-up's tail, 1e-6) to 0.00000."""
     def text(value, form):
         return '-' if value is None else format(value, form)
-    return (f"epoch {epoch:3d} | lr {text(lr, '.2e'):>8} | loss {text(loss, '.4f')} | ACC {text(metrics['acc'], '6.2f'):>6} | "
-            f"ASR {text(metrics['asr'], '6.2f'):>6} | RA {text(metrics.get('ra'), '6.2f'):>6} | {seconds:5.1f}s")
+    return (f"epoch {epoch:3d} | lr {text(lr, '.2e'):>8} | loss {text(loss, '.4f')} | "
+            f"ACC {text(metrics['acc'], '6.2f'):>6} | ASR {text(metrics['asr'], '6.2f'):>6} | "
+            f"RA {text(metrics.get('ra'), '6.2f'):>6} | {seconds:5.1f}s")
 
 
 def command_line(module):
