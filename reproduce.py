@@ -113,6 +113,7 @@ class Runner:
     def __init__(self, args):
         self.args, self.grid = args, os.path.join(args.results, 'grid')
         self.made, self.skipped, self.seconds = 0, 0, 0.0
+        self.pass_size, self.pass_done, self.pass_start = 0, 0, time.perf_counter()  # the pass being made
         self.counted = set()  # result paths counted as made or found done: each run counted once
         self.failed = {}      # result path -> its Outcome: not tried again by this invocation
         self.launched = {}    # result path -> its Run, for every run made by this invocation
@@ -139,6 +140,11 @@ class Runner:
             if not self.planned or self.args.dry_run:
                 break
             self.launched.update(self.planned)
+            self.pass_size, self.pass_done, self.pass_start = len(self.planned), 0, time.perf_counter()
+            at_once = f', {self.args.jobs} at once' if self.args.launcher == 'local' else ''
+            waiting = len(self.waiting) + self.blocked
+            print(f"making {plural(self.pass_size, 'run')} now{at_once}"
+                  + (f'; {waiting} more wait for the models these make' if waiting else ''), flush=True)
             launch(list(self.planned.values()), self.args, self.finished)
         if self.args.dry_run:
             return
@@ -288,6 +294,7 @@ class Runner:
     def finished(self, outcome):
         """Called as each launched run ends: count it and print its result."""
         path = outcome.run.result
+        self.pass_done += 1  # failed runs too: they are done for this pass
         if not outcome.ok:
             self.failed[path] = outcome
             return
@@ -298,7 +305,15 @@ class Runner:
         self.counted.add(path)
         self.seconds += outcome.seconds
         print(f"  {outcome.run.name}: ACC {result['acc']:.2f} ASR {result['asr']:.2f} | {outcome.seconds:.0f}s "
-              f"(so far {self.seconds / 60:.1f} min for {self.made} runs)", flush=True)
+              f"| {self.progress()}", flush=True)
+
+    def progress(self):
+        """Where this pass stands, in wall-clock minutes (runs side by side overlap): the estimate of what is
+        left assumes the remaining runs take as long as the finished ones did."""
+        elapsed = time.perf_counter() - self.pass_start
+        left = elapsed / self.pass_done * (self.pass_size - self.pass_done)
+        return (f'{self.pass_done} of {self.pass_size} done in {elapsed / 60:.1f} min'
+                + (f', about {left / 60:.0f} min left' if self.pass_done < self.pass_size else ''))
 
 
 def flag(flags, name, default=None):

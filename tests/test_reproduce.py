@@ -21,6 +21,9 @@ def test_grid_writes_table1_with_mean_and_sd_over_seeds(grid):
     tmp_path, out = grid
     assert 'reproduce: 4 runs made' in out                       # 2 teachers (= fine-tuning) + 2 NAD runs
     assert out.count('--make_teacher') == 2                       # one teacher per (attack, protocol, seed)
+    # two passes (the teachers, then NAD taught by them), each counted in wall-clock time as its runs end
+    assert 'making 2 runs now, 1 at once; 2 more wait for the models these make' in out
+    assert '1 of 2 done in' in out and 'min left' in out and out.count('2 of 2 done in') == 2
     assert not (tmp_path / 'results' / 'table1_code.csv').exists()  # a subset never overwrites the full table
     with open(tmp_path / 'results' / f'{TABLE}.csv') as f:
         cells = {(r['attack'], r['defense']): r for r in csv.DictReader(f)}
