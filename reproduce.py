@@ -113,7 +113,7 @@ class Runner:
     def __init__(self, args):
         self.args, self.grid = args, os.path.join(args.results, 'grid')
         self.made, self.skipped, self.seconds = 0, 0, 0.0
-        self.pass_size, self.pass_done, self.pass_start = 0, 0, time.perf_counter()  # the pass being made
+        self.start_pass(0)
         self.counted = set()  # result paths counted as made or found done: each run counted once
         self.failed = {}      # result path -> its Outcome: not tried again by this invocation
         self.launched = {}    # result path -> its Run, for every run made by this invocation
@@ -128,6 +128,10 @@ class Runner:
         self.waiting = {}     # result path -> (run name, the missing model it reads)
         self.blocked = 0      # runs waiting for their teacher's or student's model
 
+    def start_pass(self, size):
+        """The counts behind the progress lines of a pass that launches `size` runs."""
+        self.pass_size, self.pass_done, self.pass_start, self.pass_times = size, 0, time.perf_counter(), []
+
     def drive(self, work):
         """work(args) until nothing is missing; every pass but the last gets args with dry_run set."""
         planning_args = argparse.Namespace(**{**vars(self.args), 'dry_run': True})
@@ -140,11 +144,9 @@ class Runner:
             if not self.planned or self.args.dry_run:
                 break
             self.launched.update(self.planned)
-            self.pass_size, self.pass_done, self.pass_start = len(self.planned), 0, time.perf_counter()
-            at_once = f', {self.args.jobs} at once' if self.args.launcher == 'local' else ''
-            waiting = len(self.waiting) + self.blocked
-            print(f"making {plural(self.pass_size, 'run')} now{at_once}"
-                  + (f'; {waiting} more wait for the models these make' if waiting else ''), flush=True)
+            self.start_pass(len(self.planned))
+            at_once = f', {min(self.args.jobs, self.pass_size)} at once' if self.args.launcher == 'local' else ''
+            print(f"making {plural(self.pass_size, 'run')} now{at_once}", flush=True)
             launch(list(self.planned.values()), self.args, self.finished)
         if self.args.dry_run:
             return
@@ -304,16 +306,18 @@ class Runner:
         self.made += 1
         self.counted.add(path)
         self.seconds += outcome.seconds
+        self.pass_times.append(outcome.seconds)
         print(f"  {outcome.run.name}: ACC {result['acc']:.2f} ASR {result['asr']:.2f} | {outcome.seconds:.0f}s "
               f"| {self.progress()}", flush=True)
 
     def progress(self):
-        """Where this pass stands, in wall-clock minutes (runs side by side overlap): the estimate of what is
-        left assumes the remaining runs take as long as the finished ones did."""
-        elapsed = time.perf_counter() - self.pass_start
-        left = elapsed / self.pass_done * (self.pass_size - self.pass_done)
+        """Where this pass stands in wall-clock minutes, and an estimate of what is left: the runs still to
+        finish, each as long as the finished ones on average, as many at once as the launcher runs."""
+        elapsed, left = time.perf_counter() - self.pass_start, self.pass_size - self.pass_done
+        at_once = self.args.jobs if self.args.launcher == 'local' else self.args.slurm_array_parallelism
+        estimate = sum(self.pass_times) / len(self.pass_times) * left / min(at_once, left) if left else 0
         return (f'{self.pass_done} of {self.pass_size} done in {elapsed / 60:.1f} min'
-                + (f', about {left / 60:.0f} min left' if self.pass_done < self.pass_size else ''))
+                + (f', about {estimate / 60:.1f} min left' if left else ''))
 
 
 def flag(flags, name, default=None):

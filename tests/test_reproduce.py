@@ -22,8 +22,8 @@ def test_grid_writes_table1_with_mean_and_sd_over_seeds(grid):
     assert 'reproduce: 4 runs made' in out                       # 2 teachers (= fine-tuning) + 2 NAD runs
     assert out.count('--make_teacher') == 2                       # one teacher per (attack, protocol, seed)
     # two passes (the teachers, then NAD taught by them), each counted in wall-clock time as its runs end
-    assert 'making 2 runs now, 1 at once; 2 more wait for the models these make' in out
-    assert '1 of 2 done in' in out and 'min left' in out and out.count('2 of 2 done in') == 2
+    assert out.count('making 2 runs now, 1 at once') == 2
+    assert out.count('1 of 2 done in') == 2 and 'min left' in out and out.count('2 of 2 done in') == 2
     assert not (tmp_path / 'results' / 'table1_code.csv').exists()  # a subset never overwrites the full table
     with open(tmp_path / 'results' / f'{TABLE}.csv') as f:
         cells = {(r['attack'], r['defense']): r for r in csv.DictReader(f)}
@@ -250,6 +250,17 @@ def test_poison_label_refool_is_a_row_of_its_own_outside_the_papers_average(tmp_
     assert float(cells['average', 'nad']['paper_asr']) == 4.77 and cells['refool_pl', 'nad']['paper_asr'] == ''
     text = (tmp_path / 'table1_code_badnets-refool_pl_finetune-nad_seeds0.md').read_text()
     assert '| Refool (poison-label; not in the paper) | 100.00 / 85.00 / 0.00 | 50.00 / 80.00 / 70.00 |' in text
+
+
+def test_progress_estimates_what_is_left_with_runs_side_by_side(tmp_path):
+    runner = Runner(get_arguments().parse_args(['--jobs', '4', '--results', str(tmp_path)]))
+    runner.start_pass(8)
+    runner.pass_done, runner.pass_times = 4, [60.0] * 4
+    assert runner.progress().endswith('about 1.0 min left')    # four one-minute runs left, four at once
+    runner.pass_done, runner.pass_times = 7, [60.0] * 6 + [120.0]
+    assert runner.progress().endswith('about 1.1 min left')    # the last one alone, as long as the mean
+    runner.pass_done = 8
+    assert runner.progress().startswith('8 of 8 done in') and 'left' not in runner.progress()
 
 
 def test_nad_minus_fine_tuning_is_paired_by_seed(tmp_path, monkeypatch):
