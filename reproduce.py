@@ -315,9 +315,9 @@ class Runner:
         finish, each as long as the finished ones on average, as many at once as the launcher runs."""
         elapsed, left = time.perf_counter() - self.pass_start, self.pass_size - self.pass_done
         at_once = self.args.jobs if self.args.launcher == 'local' else self.args.slurm_array_parallelism
-        estimate = sum(self.pass_times) / len(self.pass_times) * left / min(at_once, left) if left else 0
+        estimate = sum(self.pass_times) / len(self.pass_times) * left / min(at_once, left) if left > 0 else 0
         return (f'{self.pass_done} of {self.pass_size} done in {elapsed / 60:.1f} min'
-                + (f', about {estimate / 60:.1f} min left' if left else ''))
+                + (f', about {estimate / 60:.1f} min left' if left > 0 else ''))
 
 
 def flag(flags, name, default=None):
