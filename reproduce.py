@@ -132,6 +132,10 @@ class Runner:
         """The counts behind the progress lines of a pass that launches `size` runs."""
         self.pass_size, self.pass_done, self.pass_start, self.pass_times = size, 0, time.perf_counter(), []
 
+    def at_once(self):
+        """How many runs the launcher runs side by side, at most."""
+        return self.args.jobs if self.args.launcher == 'local' else self.args.slurm_array_parallelism
+
     def drive(self, work):
         """work(args) until nothing is missing; every pass but the last gets args with dry_run set."""
         planning_args = argparse.Namespace(**{**vars(self.args), 'dry_run': True})
@@ -145,7 +149,7 @@ class Runner:
                 break
             self.launched.update(self.planned)
             self.start_pass(len(self.planned))
-            at_once = f', {min(self.args.jobs, self.pass_size)} at once' if self.args.launcher == 'local' else ''
+            at_once = f', {min(self.at_once(), self.pass_size)} at once' if self.args.launcher == 'local' else ''
             print(f"making {plural(self.pass_size, 'run')} now{at_once}", flush=True)
             launch(list(self.planned.values()), self.args, self.finished)
         if self.args.dry_run:
@@ -314,8 +318,7 @@ class Runner:
         """Where this pass stands in wall-clock minutes, and an estimate of what is left: the runs still to
         finish, each as long as the finished ones on average, as many at once as the launcher runs."""
         elapsed, left = time.perf_counter() - self.pass_start, self.pass_size - self.pass_done
-        at_once = self.args.jobs if self.args.launcher == 'local' else self.args.slurm_array_parallelism
-        estimate = sum(self.pass_times) / len(self.pass_times) * left / min(at_once, left) if left > 0 else 0
+        estimate = sum(self.pass_times) / len(self.pass_times) * left / min(self.at_once(), left) if left > 0 else 0
         return (f'{self.pass_done} of {self.pass_size} done in {elapsed / 60:.1f} min'
                 + (f', about {estimate / 60:.1f} min left' if left > 0 else ''))
 
