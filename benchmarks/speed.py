@@ -3,6 +3,9 @@ training (the model alone on synthetic tensors, then the real pipeline: uint8 CI
 flip + Cutout on whole batches, the shared loop); evaluation (the plain model, then the evaluator, which
 in float32 evaluates a copy with batch norm folded into the convolutions); and the wall time of the default
 `python main.py`, beside the original repository's main.py on the same machine when --original names a clone of it.
+The `ceiling` lines say how near the device's own limit that is: the model's floating-point work per image (its
+convolutions and linear layer, counted by torch.utils.flop_counter) at the measured rates, against a large matrix
+product in the same precision, and the least time the default main.py's work could take at that rate.
 
     python -m benchmarks.speed                       # everything (main.py: minutes on a 2-core CPU)
     python -m benchmarks.speed --skip-main           # throughput only (about a minute)
@@ -18,8 +21,10 @@ import tempfile
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from data_loader import BatchLoader, clean_subset, load_cifar10
+import config
+from data_loader import BatchLoader, clean_subset, load_cifar10, subset_size
 from models import build_model
 from utils.cli import HelpFormatter, run
 from utils.engine import accuracy, cross_entropy_loss, train_epoch
@@ -40,6 +45,37 @@ def side_by_side(what, name_a, a, name_b, b, unit='img/s'):
     """One line: two rates (or times) and how many times faster the second is."""
     faster = b / a if unit == 'img/s' else a / b
     print(f'{what:10s} {name_a}: {a:8.1f} {unit} | {name_b}: {b:8.1f} {unit} | x{faster:.2f}', flush=True)
+
+
+def flops_per_image(model, device, train):
+    """Floating-point operations per image of one forward pass (train=False) or forward and backward (True)."""
+    x = torch.rand(8, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)[-1]
+        if train:
+            out.sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(x)
+
+
+def matmul_flops(device, dtype, repeats, n=2048):
+    """Operations a second of an n x n matrix product in `dtype` (float32 when None): near the device's peak."""
+    a, b = (torch.rand(n, n, device=device, dtype=dtype or torch.float32) for _ in range(2))
+    for _ in range(2):                              # warm-up
+        a @ b
+    return 2 * n ** 3 / median_seconds(lambda: (a @ b, torch.cuda.synchronize() if device.type == 'cuda' else None),
+                                       repeats)
+
+
+def main_flops(model, device):
+    """The floating-point work of the default `python main.py` (NAD): every epoch each subset image through the
+    student forward and backward and the teacher forward; before training and after each epoch, the 10,000
+    clean and 9,000 triggered test images forward."""
+    defaults = config.parse(config.get_arguments(), [])
+    train, forward = flops_per_image(model, device, True), flops_per_image(model, device, False)
+    evaluations = 1 + defaults.epochs // defaults.eval_every
+    return (defaults.epochs * subset_size(50000, defaults.ratio) * (train + forward) + evaluations * 19000 * forward,
+            train, forward)
 
 
 def main_wall(command, device):
@@ -86,8 +122,9 @@ def main():
         sync()
 
     epoch(synthetic[:4])                            # warm-up
-    side_by_side('training', 'model on synthetic tensors', n_train / median_seconds(lambda: epoch(synthetic), args.repeats),
-                 'real pipeline', n_train / median_seconds(lambda: epoch(real), args.repeats))
+    synthetic_rate = n_train / median_seconds(lambda: epoch(synthetic), args.repeats)
+    trained = n_train / median_seconds(lambda: epoch(real), args.repeats)      # images a second
+    side_by_side('training', 'model on synthetic tensors', synthetic_rate, 'real pipeline', trained)
 
     test = BatchLoader(*data['test'], 500, device)  # main.py's --eval_batch_size
     for fold in (False, True):                      # warm-up
@@ -95,6 +132,15 @@ def main():
     plain, folded = (median_seconds(lambda: (accuracy(model, test, device, dtype, fold=fold), sync()), args.repeats)
                      for fold in (False, True))
     side_by_side('evaluation', 'plain model', 10000 / plain, 'evaluator (BN folded in float32)', 10000 / folded)
+
+    work, train, forward = main_flops(model, device)
+    peak = matmul_flops(device, dtype, args.repeats)
+    training, evaluation = train * trained, forward * 10000 / folded          # operations a second
+    print(f'ceiling    {dtype or torch.float32} matrix product: {peak / 1e9:.0f} GFLOP/s | training '
+          f'{training / 1e9:.0f} GFLOP/s ({training / peak:.0%} of it) | evaluator {evaluation / 1e9:.0f} GFLOP/s '
+          f'({evaluation / peak:.0%})', flush=True)
+    print(f'ceiling    python main.py: {work / 1e12:.1f} TFLOP ({train / 1e6:.0f} MFLOP an image trained, '
+          f'{forward / 1e6:.0f} forward): at least {work / peak:.0f} s at the matrix product\'s rate', flush=True)
 
     if args.skip_main:
         return
