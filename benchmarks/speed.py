@@ -61,21 +61,28 @@ def flops_per_image(model, device, train):
 def matmul_flops(device, dtype, repeats, n=2048):
     """Operations a second of an n x n matrix product in `dtype` (float32 when None): near the device's peak."""
     a, b = (torch.rand(n, n, device=device, dtype=dtype or torch.float32) for _ in range(2))
-    for _ in range(2):                              # warm-up
+
+    def product():
         a @ b
-    return 2 * n ** 3 / median_seconds(lambda: (a @ b, torch.cuda.synchronize() if device.type == 'cuda' else None),
-                                       repeats)
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+    product()                                       # warm-up
+    return 2 * n ** 3 / median_seconds(product, repeats)
 
 
-def main_flops(model, device):
-    """The floating-point work of the default `python main.py` (NAD): every epoch each subset image through the
-    student forward and backward and the teacher forward; before training and after each epoch, the 10,000
-    clean and 9,000 triggered test images forward."""
+def main_flops(test_labels, device):
+    """The floating-point work of the default `python main.py` (NAD) on a test set with these labels: every
+    epoch each subset image through the student forward and backward and the teacher forward; before training
+    and after each measured epoch, the clean test set and its triggered non-target part forward."""
     defaults = config.parse(config.get_arguments(), [])
-    train, forward = flops_per_image(model, device, True), flops_per_image(model, device, False)
-    evaluations = 1 + defaults.epochs // defaults.eval_every
-    return (defaults.epochs * subset_size(50000, defaults.ratio) * (train + forward) + evaluations * 19000 * forward,
-            train, forward)
+    student, teacher = (build_model(name).to(device, memory_format=torch.channels_last)
+                        for name in (defaults.s_name, defaults.t_name))
+    train, forward = flops_per_image(student, device, True), flops_per_image(teacher, device, False)
+    measured = sum(1 for epoch in range(1, defaults.epochs + 1)          # as utils.engine.fit measures
+                   if epoch == defaults.epochs or (defaults.eval_every and epoch % defaults.eval_every == 0))
+    evaluated = len(test_labels) + int((test_labels != defaults.target_label).sum())
+    trained = defaults.epochs * subset_size(50000, defaults.ratio)
+    return trained * (train + forward) + (1 + measured) * evaluated * flops_per_image(student, device, False)
 
 
 def main_wall(command, device):
@@ -133,14 +140,14 @@ def main():
                      for fold in (False, True))
     side_by_side('evaluation', 'plain model', 10000 / plain, 'evaluator (BN folded in float32)', 10000 / folded)
 
-    work, train, forward = main_flops(model, device)
-    peak = matmul_flops(device, dtype, args.repeats)
+    train, forward = flops_per_image(model, device, True), flops_per_image(model, device, False)
+    peak, work = matmul_flops(device, dtype, args.repeats), main_flops(data['test'][1], device)
     training, evaluation = train * trained, forward * 10000 / folded          # operations a second
-    print(f'ceiling    {dtype or torch.float32} matrix product: {peak / 1e9:.0f} GFLOP/s | training '
-          f'{training / 1e9:.0f} GFLOP/s ({training / peak:.0%} of it) | evaluator {evaluation / 1e9:.0f} GFLOP/s '
-          f'({evaluation / peak:.0%})', flush=True)
-    print(f'ceiling    python main.py: {work / 1e12:.1f} TFLOP ({train / 1e6:.0f} MFLOP an image trained, '
-          f'{forward / 1e6:.0f} forward): at least {work / peak:.0f} s at the matrix product\'s rate', flush=True)
+    print(f'ceiling    {dtype or "float32"} matrix product: {peak / 1e9:.0f} GFLOP/s | training '
+          f'({train / 1e6:.0f} MFLOP an image) {training / 1e9:.0f} GFLOP/s, {training / peak:.0%} of it | evaluator '
+          f'({forward / 1e6:.0f} MFLOP) {evaluation / 1e9:.0f} GFLOP/s, {evaluation / peak:.0%}', flush=True)
+    print(f'ceiling    python main.py: {work / 1e12:.1f} TFLOP, at least {work / peak:.0f} s at the matrix '
+          f'product\'s rate', flush=True)
 
     if args.skip_main:
         return

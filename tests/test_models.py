@@ -22,6 +22,22 @@ def test_wrn_16_1_size():
     assert n == 175_066                                     # the paper's "about 0.175 M"
 
 
+def test_the_speed_benchmark_counts_wrn_16_1_flops_as_by_hand():
+    """benchmarks.speed's ceiling: the floating-point work per image and of the default main.py."""
+    from benchmarks.speed import flops_per_image, main_flops
+    cpu, model = torch.device('cpu'), build_model('WRN-16-1')
+
+    def conv(cin, cout, k, side):   # multiply-adds x 2 of a k x k convolution with a side x side output
+        return 2 * cin * cout * k * k * side * side
+    forward = (conv(3, 16, 3, 32) + 4 * conv(16, 16, 3, 32) + conv(16, 32, 3, 16) + 3 * conv(32, 32, 3, 16)
+               + conv(16, 32, 1, 16) + conv(32, 64, 3, 8) + 3 * conv(64, 64, 3, 8) + conv(32, 64, 1, 8) + 2 * 64 * 10)
+    trained = 3 * forward - conv(3, 16, 3, 32)       # backward: twice the forward, no gradient for the images
+    assert flops_per_image(model, cpu, False) == forward == 53_314_816
+    assert flops_per_image(model, cpu, True) == trained
+    # 10 epochs of 2,500 images (student trained, teacher forward); 11 evaluations of 10,000 + 9,000 images
+    assert main_flops(torch.arange(10).repeat(1000), cpu) == 25_000 * (trained + forward) + 11 * 19_000 * forward
+
+
 def test_unknown_architecture():
     with pytest.raises(UserError, match='unknown model'):
         build_model('ResNet-18')
