@@ -77,12 +77,12 @@ def main_flops(test_labels, device):
     defaults = config.parse(config.get_arguments(), [])
     student, teacher = (build_model(name).to(device, memory_format=torch.channels_last)
                         for name in (defaults.s_name, defaults.t_name))
-    train, forward = flops_per_image(student, device, True), flops_per_image(teacher, device, False)
+    step = flops_per_image(student, device, True) + flops_per_image(teacher, device, False)   # an image trained
     measured = sum(1 for epoch in range(1, defaults.epochs + 1)          # as utils.engine.fit measures
                    if epoch == defaults.epochs or (defaults.eval_every and epoch % defaults.eval_every == 0))
     evaluated = len(test_labels) + int((test_labels != defaults.target_label).sum())
     trained = defaults.epochs * subset_size(50000, defaults.ratio)
-    return trained * (train + forward) + (1 + measured) * evaluated * flops_per_image(student, device, False)
+    return trained * step + (1 + measured) * evaluated * flops_per_image(student, device, False)
 
 
 def main_wall(command, device):
