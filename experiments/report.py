@@ -144,19 +144,17 @@ def teacher_files():
     return paths
 
 
-KEY_CELL = ('code', 'paper-lr0.01')  # the teacher analysis's key cell: a harsh teacher for a gentle student
-
-
-def key_cell_rows():
-    """{(attack, method): summary row} of the key cell, from the teacher table that holds most of it (then most
-    seeds): a one-attack slice never hides the whole cell."""
+def cell_rows(teacher_protocol, student_protocol):
+    """{(attack, method): summary row} of one teacher x student cell, from the teacher table that holds most of
+    it (then most seeds): a one-attack slice never hides the whole cell."""
     def cell(path):
         return {(r['attack'], r['method']): r for r in rows(os.path.relpath(path, RESULTS)[:-3] + '.csv')
-                if (r['teacher_protocol'], r['student_protocol']) == KEY_CELL}
+                if (r['teacher_protocol'], r['student_protocol']) == (teacher_protocol, student_protocol)}
     found = max((cell(path) for path in teacher_files()),
                 key=lambda c: (len(c), sum(r['seeds'] for r in c.values())))
     if not found:
-        raise UserError('no teacher table holds the key cell: run the command under the README\'s headline table')
+        raise UserError(f'no teacher table holds the cell teacher {teacher_protocol} -> student {student_protocol}: '
+                        'run python reproduce.py --analysis teacher --results results/fp32 --models weight/erasing_net/fp32')
     return found
 
 
@@ -338,7 +336,7 @@ def page():
             'Every table and figure stored in [results/](../results), with the command that made it. This page is '
             'written by `python -m experiments.report` from those files (stored Markdown tables included as they '
             'are, CSVs written out as tables): do not edit it by hand; `python -m experiments.report --check` tells '
-            'whether it is current. What the numbers say: the [README](../README.md) and [ANALYSES.md](ANALYSES.md); '
+            'whether it is current. What the numbers say: [FINDINGS.md](FINDINGS.md) and [ANALYSES.md](ANALYSES.md); '
             'how the runs are made: [REPRODUCING.md](REPRODUCING.md).\n\n'
             + '\n'.join(f'- [{heading}](#{anchor(heading)})' for heading, _ in sections))
     return '\n\n'.join([head] + [f'## {heading}\n\n{text}' for heading, text in sections]) + '\n'
@@ -346,21 +344,27 @@ def page():
 
 # --- the README's headline table --------------------------------------------------------------------------
 
+CELLS = (('code', 'code', "the authors' schedule"), ('paper-lr0.01', 'paper-lr0.01', 'the default'),
+         ('code', 'paper-lr0.01', 'harsh teacher, gentle student'),
+         ('paper-lr0.01', 'code', 'gentle teacher, harsh student'))  # the teacher analysis's cells, in reading order
+CONTROLS = ('finetune', 'kd', 'twostage')
+
+
 def headline():
-    """NAD against fine-tuning per attack under both protocols, and NAD, KD and two-stage taught by the `code`
-    teacher under `paper-lr0.01`: ASR +- sd / ACC, mean over seeds; the average over the paper's six."""
-    code, gentle = ({(r['attack'], r['defense']): r for r in rows(f'table1_{p}.csv')} for p in ('code', 'paper-lr0.01'))
-    harsh = key_cell_rows()
+    """For each teacher x student cell of the teacher analysis, the average over the paper's six attacks: the
+    teacher, fine-tuning under the student's protocol, NAD, KD and two-stage (ASR +- sd / ACC), and NAD minus
+    each control, paired by seed."""
+    def short(row, sign=''):
+        return f"{row['asr']:{sign}.1f} +- {row['asr_sd']:.1f} / {row['acc']:{sign}.1f}" if row else '-'
 
-    def short(row, sd='asr_std'):
-        return f"{row['asr']:.1f}+-{row[sd]:.1f} / {row['acc']:.1f}" if row else '-'
-
-    body = [[title(a) if a != 'average' else '**average of the paper\'s six**',
-             *(short(by.get((a, m))) for by in (code, gentle) for m in METHODS),
-             *(short(harsh.get((a, m)), 'asr_sd') for m in ('nad', 'kd', 'twostage'))]
-            for a in [*TABLE1, 'average']]
-    return table(['attack', '`code`: FT', '`code`: NAD', '`paper-lr0.01`: FT', '`paper-lr0.01`: NAD',
-                  '`code` teacher: NAD', '`code` teacher: KD', '`code` teacher: two-stage'], body)
+    body = []
+    for teacher, student, what in CELLS:
+        average = {method: row for (attack, method), row in cell_rows(teacher, student).items() if attack == 'average'}
+        body.append([f'`{teacher}` -> `{student}` ({what})',
+                     *(short(average.get(m)) for m in ('teacher', 'finetune', 'nad', 'kd', 'twostage')),
+                     *(short(average.get(f'nad-{m}'), '+') for m in CONTROLS)])
+    return table(['teacher -> student', 'teacher', 'FT', 'NAD', 'KD', 'two-stage',
+                  'NAD - FT', 'NAD - KD', 'NAD - two-stage'], body)
 
 
 def readme_with_headline():

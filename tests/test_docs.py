@@ -117,7 +117,7 @@ def test_results_page_is_current():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_teacher_section_shows_every_cell_and_the_headline_reads_the_key_cell(tmp_path, monkeypatch):
+def test_the_teacher_section_shows_every_cell_and_a_cell_is_read_whole(tmp_path, monkeypatch):
     from experiments import report
     monkeypatch.setattr(report, 'RESULTS', str(tmp_path))
     (tmp_path / 'fp32').mkdir()
@@ -135,10 +135,32 @@ def test_the_teacher_section_shows_every_cell_and_the_headline_reads_the_key_cel
     assert text.count(legend) == 1 and text.index(legend) < text.index('Teacher `paper-lr0.01`, student')
     assert text.index('Other legend.') < text.index('one attack') < text.index(legend)   # each legend above its tables
     assert '--teacher_protocols paper-lr0.01 --student_protocols paper-lr0.01' in text
-    key = report.key_cell_rows()                                   # the whole key cell, not the slice sorted first
+    key = report.cell_rows('code', 'paper-lr0.01')                 # the whole key cell, not the slice sorted first
     assert set(key) == {('badnets', 'nad'), ('blend', 'nad')} and key['badnets', 'nad']['asr'] == len(cells[1][0])
     (tmp_path / 'fp32' / 'teacher.md').write_text(f'{legend}\n\nall four cells\n')  # the whole grid: it alone
     assert report.teacher_files() == [str(tmp_path / 'fp32' / 'teacher.md')]
+
+
+def test_the_headline_has_each_cells_averages_and_its_paired_differences(tmp_path, monkeypatch):
+    from experiments import report
+    monkeypatch.setattr(report, 'RESULTS', str(tmp_path))
+    (tmp_path / 'fp32').mkdir()
+    (tmp_path / 'fp32' / 'teacher.md').write_text('all four cells\n')
+    lines = ['attack,teacher_protocol,student_protocol,method,seeds,asr,asr_sd,acc,acc_sd,ra,ra_sd']
+    for number, (teacher, student, _) in enumerate(report.CELLS):
+        lines += [f'average,{teacher},{student},{method},3,{number}{i}.25,0.5,7{i}.0,0,0,0'
+                  for i, method in enumerate(('teacher', 'finetune', 'nad', 'kd', 'twostage'))]
+        lines += [f'average,{teacher},{student},nad-{m},3,-{number}.{i}0,0.5,1.0,0,0,0' for i, m in enumerate(report.CONTROLS)]
+        lines.append(f'badnets,{teacher},{student},nad,3,99,0,99,0,0,0')       # a row per attack: not in the headline
+    (tmp_path / 'fp32' / 'teacher.csv').write_text('\n'.join(lines) + '\n')
+    rows = report.headline().splitlines()[2:]
+    assert len(rows) == 4 and all(f'`{t}` -> `{s}`' in row for (t, s, _), row in zip(report.CELLS, rows))
+    assert rows[2].split(' | ')[1:] == ['20.2 +- 0.5 / 70.0', '21.2 +- 0.5 / 71.0', '22.2 +- 0.5 / 72.0',
+                                        '23.2 +- 0.5 / 73.0', '24.2 +- 0.5 / 74.0', '-2.0 +- 0.5 / +1.0',
+                                        '-2.1 +- 0.5 / +1.0', '-2.2 +- 0.5 / +1.0 |']
+    (tmp_path / 'fp32' / 'teacher.csv').write_text('\n'.join(l for l in lines if ',code,code,' not in l) + '\n')
+    with pytest.raises(UserError, match='teacher code -> student code'):
+        report.headline()
 
 
 def test_the_docs_have_commands():
