@@ -137,7 +137,7 @@ def get_arguments():
                         "with the previous round's erased model as the teacher")
     # lr 0.01, not the paper's 0.1: measured on the shipped student, lr 0.1 (and 0.03) wrecks it in the
     # first epoch (ACC 88 -> 16, ending near 56 after 10 epochs), while 0.01 keeps ACC at 85 and still
-    # erases the backdoor (the protocols analysis, README "Does NAD beat fine-tuning?"). `--lr 0.1` gives the paper's value.
+    # erases the backdoor (docs/REPRODUCING.md, "Protocols"). `--lr 0.1` gives the paper's value.
     p.add_argument('--protocol', default=DEFAULT_PROTOCOL, choices=list(PROTOCOLS),
                    help="erasing schedule preset (config.PROTOCOLS): code = the authors' code (20 epochs, lr 0.1 "
                         'then 0.01 from epoch 2, Nesterov, Cutout 3); paper = the paper\'s text (10 epochs, lr 0.1 '
