@@ -134,6 +134,36 @@ def tradeoff():
             + f'\n\n{image(source("tradeoff.png"))}')
 
 
+HARSH_LABELS = {'nad': 'NAD, teacher of its own lr', 'nad_code_teacher': 'NAD, `code` teacher',
+                'kd_code_teacher': 'KD, `code` teacher'}  # analyses.HARSH_METHODS, as the table names them
+
+
+def tradeoff_harsh():
+    """The trade-off with the seed's `code` teacher for every lr (float32), once its grid is complete: until then
+    the section is left out (None), since a partial grid writes no summary."""
+    path = os.path.join(RESULTS, 'fp32', 'tradeoff_harsh_summary.csv')
+    if not os.path.isfile(path):
+        return None
+    data = rows(os.path.relpath(path, RESULTS))
+
+    def matched(r, method):
+        if r[f'{method}_minus_ft_asr'] in ('', None):
+            return '-'
+        return f"{r[f'{method}_minus_ft_asr']:+.2f} +- {r[f'{method}_sd']:.2f} ({r[f'{method}_matched_runs']:.0f})"
+
+    body = [[label, *(matched(r, method) for r in data)] for method, label in HARSH_LABELS.items()]
+    attacks = ' '.join(r['attack'] for r in data)
+    return ('The trade-off with a harsh teacher',
+            f'Fine-tuning, NAD taught by the fine-tuned model of its own lr, and NAD and KD taught by the seed\'s '
+            f'`code` (lr 0.1) teacher at every lr, under `code` at first-phase lr 0.003 / 0.01 / 0.03 / 0.1, seeds '
+            f'0 1 2, float32: `python reproduce.py --analysis tradeoff_harsh --attacks {attacks} --results '
+            f'results/fp32 --models weight/erasing_net/fp32`. Each method\'s ASR minus fine-tuning\'s at its ACC '
+            f'(fine-tuning\'s curve of the same seed read there), mean +- sd (matched runs). Source: {link(path)}; '
+            f'every run: {link(path.replace("_summary", ""))}.\n\n'
+            + table(['', *(title(r['attack']) for r in data)], body)
+            + f'\n\n{image(path.replace("_summary.csv", ".png"))}')
+
+
 def teacher_files():
     """The teacher analysis's tables: the whole grid's (teacher.md) once it is made, else each slice's (e.g.
     teacher_from-code_to-paper-lr0.01.md, the key cell), in name order."""
@@ -309,7 +339,7 @@ def teachers():
 
 
 SECTIONS = [lambda: table1('code', "the authors' code's schedule"), lambda: table1('paper-lr0.01', 'the default'),
-            table1_earlier, tradeoff, teacher, attribution, detection, attention_maps, curves, paper_lr, ratio,
+            table1_earlier, tradeoff, tradeoff_harsh, teacher, attribution, detection, attention_maps, curves, paper_lr, ratio,
             beta, nad_beta, attention_fns, adaptive, teachers]
 
 
@@ -330,7 +360,7 @@ def others(text):
 
 
 def page():
-    sections = [section() for section in SECTIONS]
+    sections = [part for part in (section() for section in SECTIONS) if part]  # None: a section not made yet
     sections += others('\n'.join(text for _, text in sections))
     head = ('# Results\n\n'
             'Every table and figure stored in [results/](../results), with the command that made it. This page is '

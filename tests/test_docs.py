@@ -163,6 +163,23 @@ def test_the_headline_has_each_cells_averages_and_its_paired_differences(tmp_pat
         report.headline()
 
 
+def test_the_harsh_trade_off_section_waits_for_its_summary_then_shows_each_method(tmp_path, monkeypatch):
+    from experiments import analyses, report
+    monkeypatch.setattr(report, 'RESULTS', str(tmp_path))
+    (tmp_path / 'fp32').mkdir()
+    assert report.tradeoff_harsh() is None                          # no summary yet: no section
+    assert set(report.HARSH_LABELS) == set(analyses.HARSH_METHODS)
+    header = ','.join(['attack', *(f'{m}_{c}' for m in analyses.HARSH_METHODS
+                                   for c in ('minus_ft_asr', 'sd', 'matched_runs'))])
+    (tmp_path / 'fp32' / 'tradeoff_harsh_summary.csv').write_text(
+        header + '\nbadnets,-1.5,0.5,12,-20.25,2.0,11,,,0\ncl,0.5,0.25,10,-3.0,1.0,9,-2.0,1.5,8\n')
+    heading, text = report.tradeoff_harsh()
+    lines = text.splitlines()
+    assert '| NAD, `code` teacher | -20.25 +- 2.00 (11) | -3.00 +- 1.00 (9) |' in lines
+    assert '| KD, `code` teacher | - | -2.00 +- 1.50 (8) |' in lines   # no matched run: a dash
+    assert '--attacks badnets cl' in text and 'tradeoff_harsh.png' in text
+
+
 def test_the_docs_have_commands():
     assert any(command.startswith('python main.py') for command in COMMANDS), COMMANDS
 
