@@ -1,7 +1,7 @@
 """The documentation a newcomer follows: docs/RESULTS.md is what `python -m experiments.report` writes from
 results/; every `python ...` command in the fenced shell blocks of README.md and docs/*.md works as written, in a
 cheap form (main.py's and train_badnet.py's flags parsed by their own parser, a script with --dry_run dry-run,
-any other asked for --help, and its flags looked up there); and the README's "Adding a defense" / "Adding an attack" snippets, run in the module
+any other asked for --help, and its flags looked up there); and docs/EXTENDING.md's "Adding a defense" / "Adding an attack" snippets, run in the module
 they extend, add an entry that works. The docs are read when the tests are collected, so the tests follow them."""
 import glob
 import importlib.util
@@ -218,7 +218,8 @@ def test_doc_command(command, capsys):
         assert not unknown, f'{where}: {command}: {", ".join(unknown)} not in its --help'
 
 
-# The README's extension snippets: run in the module they extend, then the new entry is used as the scripts use it.
+# docs/EXTENDING.md's snippets: run in the module they extend, then the new entry is used as the scripts use it.
+EXTENDING = os.path.join('docs', 'EXTENDING.md')
 EXTENSIONS = {
     'Adding a defense': '''
 import torch
@@ -251,10 +252,10 @@ print('new attack', name)
 
 
 @pytest.mark.parametrize('heading', EXTENSIONS)
-def test_readme_extension_snippet(heading):
-    snippets = ['\n'.join(lines) for under, language, _, lines in blocks(read('README.md'))
+def test_extension_snippet(heading):
+    snippets = ['\n'.join(lines) for under, language, _, lines in blocks(read(EXTENDING))
                 if under == heading and language == 'python']
-    assert len(snippets) == 1, f'README.md: one ```python block expected under "{heading}", found {len(snippets)}'
+    assert len(snippets) == 1, f'{EXTENDING}: one ```python block expected under "{heading}", found {len(snippets)}'
     program = f'SNIPPET = {snippets[0]!r}\n' + EXTENSIONS[heading]
     result = run_cli('-c', program, timeout=120)   # a new interpreter: the snippet changes the registries
-    assert result.returncode == 0, f'README.md, "{heading}":\n{snippets[0]}\n{result.stderr[-2000:]}'
+    assert result.returncode == 0, f'{EXTENDING}, "{heading}":\n{snippets[0]}\n{result.stderr[-2000:]}'
