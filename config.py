@@ -71,6 +71,11 @@ def _add_common(p, zoo=False, clean=False):
                    help='autocast: auto = bfloat16 on CPUs with AMX/AVX512-BF16, float32 elsewhere (on CUDA too: '
                         'measured faster for WRN-16-1 on an H200); on = bfloat16 (CUDA without it: float16)')
     g.add_argument('--seed', type=int, default=0, help='seeds data selection, poisoning, init, shuffling, augmentation')
+    g.add_argument('--cuda_graphs', default='off', choices=['off', 'on'],
+                   help='on: replay each training step (forward and backward) from a CUDA graph captured once: '
+                        'float32 on CUDA, for the fine-tuning, NAD, KD, two-stage and Cutout defenses and plain '
+                        'backdoor training (elsewhere it says why not and runs as usual); off until measured on a '
+                        'GPU (issue 35)')
     g.add_argument('--eval_batch_size', type=int, default=500, help='500 measured faster than 1000 on 2-core CPUs')
     g.add_argument('--test_limit', type=int, default=None,
                    help='measure ACC, ASR and RA on the first N test images only (default: all): for quick '

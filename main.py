@@ -30,7 +30,7 @@ from models import build_model, select_model
 from utils.cli import Timer, epoch_line, plural, run
 from utils.engine import evaluate
 from utils.records import known_before, model_path, result_name, save_run, warn_if_other_attack
-from utils.runtime import setup
+from utils.runtime import cuda_graphs, setup
 
 
 def settings(args, method, loaders):
@@ -80,6 +80,7 @@ def main():
                   'seconds': total()}
     print(epoch_line(0, None, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)
+    graphs = cuda_graphs(args.cuda_graphs == 'on', device, amp_dtype, defense.capturable)
     if defense.procedure:  # a defense with a procedure of its own (MCR, Neural Cleanse, STRIP)
         rows, kept, extra = defense.procedure(args, student, loaders, device, amp_dtype)
         kept = kept or before_row  # None: the model is left as it was
@@ -92,7 +93,7 @@ def main():
                 student.load_state_dict(backdoored)
                 print(f'round {round_}: the erased model of round {round_ - 1} is the teacher', flush=True)
             round_rows, kept, kept_state = fine_tune(args, *defense.loss(args, teacher, device), student, loaders,
-                                                     device, amp_dtype, first_epoch=len(rows) + 1)
+                                                     device, amp_dtype, first_epoch=len(rows) + 1, cuda_graphs=graphs)
             rows += round_rows
             student.load_state_dict(kept_state)
     seconds = total()

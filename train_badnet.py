@@ -27,7 +27,7 @@ from utils.checkpoint import checkpoint_bytes
 from utils.files import write_run
 from utils.cli import Timer, plural, run
 from utils.engine import cross_entropy_loss, evaluate, fit, warmup_linear
-from utils.runtime import generator, setup
+from utils.runtime import cuda_graphs, generator, setup
 
 
 def default_output(args):
@@ -90,7 +90,8 @@ def main():
         loss_fn = fgsm_adversarial_loss(args.adv_eps, generator(args.seed, 'adversarial', device))
         print(f'adversarial training: FGSM with random start, eps {args.adv_eps:.4f}', flush=True)
     total = Timer()
-    rows = fit(model, train_loader, loss_fn, optimizer, args.epochs, lr_at, device, amp_dtype,
+    graphs = cuda_graphs(args.cuda_graphs == 'on', device, amp_dtype, capturable=not args.adv_eps)  # FGSM: own RNG
+    rows = fit(model, train_loader, loss_fn, optimizer, args.epochs, lr_at, device, amp_dtype, cuda_graphs=graphs,
                measure=lambda dtype: evaluate(model, clean_loader, backdoor_loader, device, dtype))[0]
 
     # The model, its per-epoch CSV and JSON summary are written once, at the end, as one unit: an

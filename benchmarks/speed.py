@@ -3,6 +3,7 @@ training (the model alone on synthetic tensors, then the real pipeline: uint8 CI
 flip + Cutout on whole batches, the shared loop); evaluation (the plain model, then the evaluator, which
 in float32 evaluates a copy with batch norm folded into the convolutions); and the wall time of the default
 `python main.py`, beside the original repository's main.py on the same machine when --original names a clone of it.
+On CUDA in float32, training and main.py once more with each step replayed from a CUDA graph (--cuda_graphs on).
 The `ceiling` lines say how near the device's own limit that is: the model's floating-point work per image (its
 convolutions and linear layer, counted by torch.utils.flop_counter) at the measured rates, against a large matrix
 product in the same precision, and the least time the default main.py's work could take at that rate.
@@ -27,7 +28,7 @@ import config
 from data_loader import BatchLoader, clean_subset, load_cifar10, subset_size
 from models import build_model
 from utils.cli import HelpFormatter, run
-from utils.engine import accuracy, cross_entropy_loss, train_epoch
+from utils.engine import CapturedStep, accuracy, cross_entropy_loss, train_epoch
 from utils.paths import ROOT
 from utils.runtime import autocast_dtype, resolve_device
 
@@ -124,14 +125,20 @@ def main():
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
-    def epoch(batches):
-        train_epoch(model, batches, cross_entropy_loss, optimizer, device, dtype, desc='bench')
+    def epoch(batches, captured=None):
+        train_epoch(model, batches, cross_entropy_loss, optimizer, device, dtype, desc='bench', captured=captured)
         sync()
 
     epoch(synthetic[:4])                            # warm-up
     synthetic_rate = n_train / median_seconds(lambda: epoch(synthetic), args.repeats)
     trained = n_train / median_seconds(lambda: epoch(real), args.repeats)      # images a second
     side_by_side('training', 'model on synthetic tensors', synthetic_rate, 'real pipeline', trained)
+    graphs = device.type == 'cuda' and dtype is None  # main.py --cuda_graphs on: the same loop, steps replayed
+    if graphs:                                      # last: a captured step owns the gradients from then on
+        captured = CapturedStep(model, cross_entropy_loss)
+        epoch(real, captured)                       # the capture, and its warm-up
+        replayed = n_train / median_seconds(lambda: epoch(real, captured), args.repeats)
+        side_by_side('training', 'real pipeline', trained, 'steps replayed from a CUDA graph', replayed)
 
     test = BatchLoader(*data['test'], 500, device)  # main.py's --eval_batch_size
     for fold in (False, True):                      # warm-up
@@ -155,17 +162,22 @@ def main():
         ours = [sys.executable, 'main.py', '--device', args.device, '--amp', args.amp,
                 '--checkpoint_root', tmp, '--log_root', tmp]
         original = [sys.executable, '-m', 'benchmarks.original', os.path.abspath(args.original or '.'), '--epochs', '10']
-        walls = {'ours': [], 'original': []}
+        walls = {'ours': [], 'original': [], 'graphs': []}
         for _ in range(args.main_repeats):          # alternating, so both see the same machine
             walls['ours'].append(main_wall(ours, device))
             if args.original:
                 walls['original'].append(main_wall(original, device))
+            if graphs:
+                walls['graphs'].append(main_wall(ours + ['--cuda_graphs', 'on'], device))
     label = 'python main.py (10 epochs, 5% data, evaluation every epoch)'
     if args.original:
         side_by_side('wall', "the original's main.py (--epochs 10)", statistics.median(walls['original']),
                      label, statistics.median(walls['ours']), unit='s')
     else:
         print(f'wall       {label}: {statistics.median(walls["ours"]):.1f} s', flush=True)
+    if graphs:
+        side_by_side('wall', 'python main.py', statistics.median(walls['ours']), 'python main.py --cuda_graphs on',
+                     statistics.median(walls['graphs']), unit='s')
 
 
 if __name__ == '__main__':

@@ -36,12 +36,14 @@ class Defense:
     write_files: Optional[Callable] = None  # write_files(args, result stem, fields): files beside the run's results
     needs_teacher: bool = False           # distils from --t_model
     cutout_length: Optional[int] = None   # its own Cutout default (None: the protocol's); an explicit flag wins
+    capturable: bool = False              # its loss may run from a CUDA graph (--cuda_graphs): a pure function of
+                                          # the model's and the teacher's outputs, no parameters of its own
     table1: bool = False                  # a column of reproduce.py's Table 1
     paper: dict = field(default_factory=dict)  # the paper's Table 1: attack -> (ASR, ACC)
 
 
 DEFENSES = {  # Table 1's columns in the paper's order, then the other defenses of its appendix
-    'finetune': Defense('Fine-tuning', loss=nad.plain_loss, table1=True, paper={
+    'finetune': Defense('Fine-tuning', loss=nad.plain_loss, capturable=True, table1=True, paper={
         'badnets': (17.18, 81.22), 'trojan': (71.76, 77.88), 'blend': (36.60, 81.22), 'cl': (75.08, 81.73),
         'sig': (9.18, 81.28), 'refool': (14.38, 80.34), 'average': (37.36, 80.61)}),
     'fineprune': Defense('Fine-pruning', loss=nad.plain_loss, prepare=fineprune.prepare, table1=True, paper={
@@ -50,15 +52,16 @@ DEFENSES = {  # Table 1's columns in the paper's order, then the other defenses 
     'mcr': Defense('MCR (t=0.3)', procedure=mcr.procedure, write_files=mcr.write_files, table1=True, paper={
         'badnets': (4.65, 80.94), 'trojan': (41.25, 78.76), 'blend': (64.33, 80.34), 'cl': (32.95, 79.04),
         'sig': (1.62, 80.94), 'refool': (8.76, 78.84), 'average': (25.59, 79.81)}),
-    'nad': Defense('NAD', loss=nad.loss, needs_teacher=True, table1=True, paper={
+    'nad': Defense('NAD', loss=nad.loss, capturable=True, needs_teacher=True, table1=True, paper={
         'badnets': (4.77, 81.17), 'trojan': (19.63, 79.16), 'blend': (4.04, 81.68), 'cl': (9.18, 80.34),
         'sig': (2.52, 81.95), 'refool': (3.18, 80.73), 'average': (7.22, 80.83)}),
     'argd': Defense('ARGD', loss=argd.loss, needs_teacher=True, table1=True),  # not in the paper
     # NAD's controls (the `teacher` analysis): the same teacher, without the attention term
-    'kd': Defense('KD', loss=kd.loss, needs_teacher=True),
-    'twostage': Defense('Two-stage FT', loss=nad.plain_loss, prepare=twostage.prepare, needs_teacher=True),
+    'kd': Defense('KD', loss=kd.loss, capturable=True, needs_teacher=True),
+    'twostage': Defense('Two-stage FT', loss=nad.plain_loss, capturable=True, prepare=twostage.prepare,
+                        needs_teacher=True),
     'mixup': Defense('Mixup', loss=mixup.loss, cutout_length=0),
-    'cutout': Defense('Cutout', loss=nad.plain_loss, cutout_length=3),
+    'cutout': Defense('Cutout', loss=nad.plain_loss, capturable=True, cutout_length=3),
     'nc': Defense('Neural Cleanse', procedure=neural_cleanse.procedure, write_files=neural_cleanse.write_files),
     'strip': Defense('STRIP', procedure=strip.procedure, write_files=strip.write_files),  # detects; the model stays
 }

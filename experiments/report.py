@@ -15,7 +15,7 @@ import os
 import re
 import sys
 
-from attacks import ATTACKS, TABLE1
+from attacks import ATTACKS
 from data_loader import TRAIN_SIZES, subset_size
 from defenses import DEFENSES
 from utils import UserError

@@ -89,6 +89,49 @@ def test_amp_auto_is_float32_on_cuda_and_off_is_float32_everywhere():
     assert autocast_dtype(torch.device('cpu'), 'on') == torch.bfloat16
 
 
+def test_cuda_graphs_run_only_on_cuda_in_float32_for_a_capturable_loss_and_say_why_not(capsys):
+    from defenses import DEFENSES
+    from utils.runtime import cuda_graphs
+    cuda = torch.device('cuda')                                      # deciding needs no GPU
+    assert not cuda_graphs(False, cuda, None, True) and capsys.readouterr().out == ''   # not asked: silent
+    assert cuda_graphs(True, cuda, None, True) and capsys.readouterr().out == ''
+    for device, dtype, capturable, why in ((CPU, None, True, 'not on CUDA'), (cuda, torch.bfloat16, True, 'autocast'),
+                                           (cuda, None, False, 'not captured')):
+        assert not cuda_graphs(True, device, dtype, capturable)
+        out = capsys.readouterr().out
+        assert out.startswith('cuda graphs: off (') and why in out, out
+    # pure functions of the model's (and teacher's) outputs; mixup draws its lambda on the host, ARGD has
+    # parameters of its own, fine-pruning masks gradients by hooks: those stay eager
+    assert {name for name, d in DEFENSES.items() if d.capturable} == {'finetune', 'nad', 'kd', 'twostage', 'cutout'}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU (the CPU runs the eager loop)')
+def test_a_captured_step_trains_as_the_eager_loop_does():
+    """Two epochs of NAD's loss on WRN-16-1, 4 full batches and a partial one each (eager, into the captured
+    gradients), the lr changing between epochs: the same losses and weights as the eager loop, to float32
+    rounding (cuDNN may pick other kernels), batch norm's running statistics included."""
+    from defenses.nad import distillation_loss
+    device = torch.device('cuda')
+
+    def train(graphs):
+        student, teacher = randomised_wrn().to(device), randomised_wrn().to(device).eval().requires_grad_(False)
+        with torch.no_grad():
+            for p in teacher.parameters():
+                p.mul_(1.1)                                          # a teacher unlike the student
+        torch.manual_seed(1)
+        x, y = torch.rand(68, 3, 32, 32, device=device), torch.randint(0, 10, (68,), device=device)
+        loader = [(x[i:i + 16].contiguous(memory_format=torch.channels_last), y[i:i + 16]) for i in range(0, 68, 16)]
+        optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        loss_fn = distillation_loss(teacher, (500.0, 1000.0, 1000.0), 2.0, 'sum_p', 'code')
+        rows = fit(student, loader, loss_fn, optimizer, 2, step_schedule(0.05, [1], 0.1), device, cuda_graphs=graphs)[0]
+        return [r['loss'] for r in rows], student.state_dict()
+
+    (eager_losses, eager), (captured_losses, captured) = train(False), train(True)
+    assert captured_losses == pytest.approx(eager_losses, rel=1e-4)
+    for k in eager:
+        assert torch.allclose(captured[k].double(), eager[k].double(), rtol=1e-3, atol=1e-5), k
+
+
 def randomised_wrn():
     """WRN-16-1 with batch-norm statistics and affine terms far from their initial values, so that folding
     them into the convolutions is exercised."""

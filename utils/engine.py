@@ -42,7 +42,7 @@ def cosine_per_epoch(lr, epochs):
 # --- The one loop: epochs of train_epoch, measured, one line each, one epoch kept ------------------------
 
 def fit(model, loader, loss_fn, optimizer, epochs, lr_at, device, amp_dtype=None, measure=None, every=1,
-        keep='last', holdout=None, patience=None, first_epoch=1, desc='epoch'):
+        keep='last', holdout=None, patience=None, first_epoch=1, desc='epoch', cuda_graphs=False):
     """Train `model` for `epochs` passes over `loader`, the lr set every step to lr_at(epochs so far), and
     print one line per epoch. `measure(amp_dtype)` -> {'acc', 'asr', 'ra'} runs after every `every`-th
     epoch (0: none but the last) and after the last, the last in float32: it is what a run records, and
@@ -50,12 +50,15 @@ def fit(model, loader, loss_fn, optimizer, epochs, lr_at, device, amp_dtype=None
     Keep rules: 'last', the final epoch (all a defender without the trigger can do); 'holdout', the epoch
     with the best accuracy on the `holdout` loader, stopping after `patience` epochs without a better one;
     'oracle', the highest ACC - ASR, which peeks at the trigger (analysis only). A kept epoch other than
-    the last is measured again in float32. Returns (rows, the kept row, the kept state dict)."""
+    the last is measured again in float32. `cuda_graphs`: each step's forward and backward replayed from a
+    CUDA graph captured once for the run (CapturedStep; CUDA and float32 only, see utils.runtime.cuda_graphs).
+    Returns (rows, the kept row, the kept state dict)."""
     rows, kept, kept_state, best_holdout, stale, last = [], None, None, -1.0, 0, False
+    captured = CapturedStep(model, loss_fn) if cuda_graphs else None
     for i in range(epochs):
         timer, epoch, last = Timer(), first_epoch + i, i == epochs - 1
         loss = train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype, desc=f'{desc} {epoch}',
-                           lr_at=lambda f: lr_at(i + f), epoch=epoch)
+                           lr_at=lambda f: lr_at(i + f), epoch=epoch, captured=captured)
         metrics = {'acc': None, 'asr': None, 'ra': None}
         if measure is not None and (last or (every and (i + 1) % every == 0)):
             metrics = measure(None if last else amp_dtype)
@@ -82,8 +85,10 @@ def fit(model, loader, loss_fn, optimizer, epochs, lr_at, device, amp_dtype=None
     return rows, kept, kept_state
 
 
-def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc='train', lr_at=None, epoch=None):
-    """One pass over `loader`, minimising loss_fn(model, x, y). Returns the mean loss.
+def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc='train', lr_at=None, epoch=None,
+                captured=None):
+    """One pass over `loader`, minimising loss_fn(model, x, y). Returns the mean loss. `captured`: a
+    CapturedStep of this model and loss, which then runs each step's forward and backward.
 
     `lr_at(fraction)` optionally sets a per-step learning rate, fraction in [0, 1) of the epoch. A loss or
     weight that stops being finite ends the run with a UserError naming the epoch and step, before the
@@ -99,10 +104,13 @@ def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc=
     for step, (x, y) in enumerate(bar):
         if lr_at is not None:
             set_lr(optimizer, lr_at(step / len(loader)))
-        with autocast(device, amp_dtype):
-            loss = loss_fn(model, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        if captured is not None:
+            loss = captured(x, y)  # forward and backward; the gradients in the parameters' .grad
+        else:
+            with autocast(device, amp_dtype):
+                loss = loss_fn(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         loss = loss.detach().float()
@@ -119,6 +127,71 @@ def train_epoch(model, loader, loss_fn, optimizer, device, amp_dtype=None, desc=
 
 
 REPORT_EVERY = 10
+
+
+class CapturedStep:
+    """A training step's forward and backward, loss_fn(model, x, y).backward(), captured once in a CUDA graph
+    and replayed for every batch of the captured shape, the batch copied into the graph's inputs. WRN-16-1 at
+    batch 64 is launch-bound on a GPU (about 8.5 ms a step on an H200, issue 35): a replay launches the step's
+    hundreds of kernels as one. The optimizer step stays outside, eager, so the lr may change every step. A
+    replay writes the gradients into the same tensors every time, so nothing else may set them to None; a
+    batch of another shape (an epoch's last, partial batch) runs eagerly and copies its gradients into those
+    tensors. The capture needs a few eager steps first (cuDNN picks its kernels on them): they run forward and
+    backward for real on the first batch, but move no weight (no optimizer step), and batch norm's running
+    statistics are put back after them. CUDA only, float32 only (no autocast or loss scaling inside)."""
+
+    WARMUP_STEPS = 3
+
+    def __init__(self, model, loss_fn):
+        self.model, self.loss_fn, self.graph = model, loss_fn, None
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def __call__(self, x, y):
+        """The loss of the batch (x, y), its gradients left in the parameters' .grad."""
+        if self.graph is None:
+            self.capture(x, y)
+        if x.shape != self.x.shape or y.shape != self.y.shape:
+            return self.eager(x, y)
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.graph.replay()
+        return self.loss
+
+    def capture(self, x, y):
+        stream, saved = torch.cuda.Stream(), [b.clone() for b in self.model.buffers()]
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm-up and capture on one stream, whose library handles then exist
+            for _ in range(self.WARMUP_STEPS):
+                self.release_grads()
+                self.loss_fn(self.model, x, y).backward()
+        torch.cuda.current_stream().wait_stream(stream)
+        with torch.no_grad():
+            for buffer, value in zip(self.model.buffers(), saved):
+                buffer.copy_(value)
+        self.release_grads()  # the capture makes them anew, in the graph's own memory
+        self.x, self.y, self.graph = x.clone(), y.clone(), torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(self.graph, stream=stream):
+                self.loss = self.loss_fn(self.model, self.x, self.y)
+                self.loss.backward()
+        except RuntimeError as e:  # an operation that cannot be captured (one that waits for the GPU, say)
+            raise UserError(f'the training step could not be captured in a CUDA graph ({str(e).splitlines()[0]}); '
+                            'run with --cuda_graphs off') from e
+
+    def eager(self, x, y):
+        loss = self.loss_fn(self.model, x, y)
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        with torch.no_grad():
+            for p, g in zip(self.params, grads):
+                if g is None:  # a parameter this loss does not reach
+                    p.grad.zero_()
+                else:
+                    p.grad.copy_(g)
+        return loss.detach()
+
+    def release_grads(self):
+        for p in self.params:
+            p.grad = None
 
 
 def stop_if_not_finite(first_bad, epoch, steps):

@@ -45,6 +45,19 @@ def autocast_dtype(device, amp='auto'):
     return None
 
 
+def cuda_graphs(asked, device, amp_dtype, capturable):
+    """Whether the training steps run from a CUDA graph (utils.engine.CapturedStep): only if `asked`
+    (--cuda_graphs on), on CUDA, in float32 and for a loss that may be captured; otherwise, if asked, one
+    line says why not."""
+    if not asked:
+        return False
+    why = ('not on CUDA' if device.type != 'cuda' else 'autocast is on' if amp_dtype is not None
+           else 'this defense\'s loss is not captured' if not capturable else None)
+    if why:
+        print(f'cuda graphs: off ({why})', flush=True)
+    return why is None
+
+
 def autocast(device, dtype):
     if dtype is None:
         return contextlib.nullcontext()
