@@ -2,6 +2,7 @@
 import copy
 import math
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,7 @@ def fit(model, loader, loss_fn, optimizer, epochs, lr_at, device, amp_dtype=None
     the last is measured again in float32. `cuda_graphs`: each step's forward and backward replayed from a
     CUDA graph captured once for the run (CapturedStep; CUDA and float32 only, see utils.runtime.cuda_graphs).
     Returns (rows, the kept row, the kept state dict)."""
+    assert not (cuda_graphs and amp_dtype is not None), 'a CUDA graph captures float32 steps only'
     rows, kept, kept_state, best_holdout, stale, last = [], None, None, -1.0, 0, False
     captured = CapturedStep(model, loss_fn) if cuda_graphs else None
     for i in range(epochs):
@@ -148,14 +150,15 @@ class CapturedStep:
 
     def __call__(self, x, y):
         """The loss of the batch (x, y), its gradients left in the parameters' .grad."""
-        if self.graph is None:
-            self.capture(x, y)
-        if x.shape != self.x.shape or y.shape != self.y.shape:
-            return self.eager(x, y)
-        self.x.copy_(x)
-        self.y.copy_(y)
-        self.graph.replay()
-        return self.loss
+        with torch.cuda.device(x.device):  # streams and graphs belong to the current device: make it x's (cuda:N)
+            if self.graph is None:
+                self.capture(x, y)
+            if x.shape != self.x.shape or y.shape != self.y.shape:
+                return self.eager(x, y)
+            self.x.copy_(x)
+            self.y.copy_(y)
+            self.graph.replay()
+            return self.loss
 
     def capture(self, x, y):
         stream, saved = torch.cuda.Stream(), [b.clone() for b in self.model.buffers()]
@@ -169,21 +172,28 @@ class CapturedStep:
             for buffer, value in zip(self.model.buffers(), saved):
                 buffer.copy_(value)
         self.release_grads()  # the capture makes them anew, in the graph's own memory
-        self.x, self.y, self.graph = x.clone(), y.clone(), torch.cuda.CUDAGraph()
+        self.x, self.y, graph = x.clone(), y.clone(), torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(self.graph, stream=stream):
-                self.loss = self.loss_fn(self.model, self.x, self.y)
-                self.loss.backward()
-        except RuntimeError as e:  # an operation that cannot be captured (one that waits for the GPU, say)
+            with warnings.catch_warnings():  # work sent to another stream leaves the graph empty: never replay that
+                warnings.filterwarnings('error', message='.*CUDA Graph is empty')
+                with torch.cuda.graph(graph, stream=stream):
+                    self.loss = self.loss_fn(self.model, self.x, self.y)
+                    self.loss.backward()
+        except (RuntimeError, UserWarning) as e:  # an operation that cannot be captured (one that waits, say)
+            while e.__context__ is not None:  # the capture's own end fails too: name the first failure
+                e = e.__context__
             raise UserError(f'the training step could not be captured in a CUDA graph ({str(e).splitlines()[0]}); '
                             'run with --cuda_graphs off') from e
+        self.graph = graph
 
     def eager(self, x, y):
         loss = self.loss_fn(self.model, x, y)
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         with torch.no_grad():
             for p, g in zip(self.params, grads):
-                if g is None:  # a parameter this loss does not reach
+                if p.grad is None:  # the captured step does not reach it either: the optimizer skips it
+                    continue
+                if g is None:
                     p.grad.zero_()
                 else:
                     p.grad.copy_(g)
