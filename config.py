@@ -142,7 +142,8 @@ def get_arguments():
                         "with the previous round's erased model as the teacher")
     # lr 0.01, not the paper's 0.1: measured on the shipped student, lr 0.1 (and 0.03) wrecks it in the
     # first epoch (ACC 88 -> 16, ending near 56 after 10 epochs), while 0.01 keeps ACC at 85 and still
-    # erases the backdoor (docs/REPRODUCING.md, "Protocols"). `--lr 0.1` gives the paper's value.
+    # erases the backdoor (docs/REPRODUCING.md, "The shipped model, in more detail"). `--lr 0.1` gives the
+    # paper's value.
     p.add_argument('--protocol', default=DEFAULT_PROTOCOL, choices=list(PROTOCOLS),
                    help="erasing schedule preset (config.PROTOCOLS): code = the authors' code (20 epochs, lr 0.1 "
                         'then 0.01 from epoch 2, Nesterov, Cutout 3); paper = the paper\'s text (10 epochs, lr 0.1 '
@@ -238,7 +239,7 @@ def get_badnet_arguments():
                         '8/255 = 0.0314, to make a robust model for --pgd_model, as Turner et al. do (0: off)')
     g.add_argument('--pgd_model', default=PGD_MODEL,
                    help='the model the PGD perturbations are computed against: a robust one, made with --adv_eps, as '
-                        'Turner et al. do (see README; against the clean model the backdoor stays weak)')
+                        'Turner et al. do (docs/ZOO.md; against the clean model the backdoor stays weak)')
     g.add_argument('--pgd_eps', type=float, default=0.0,
                    help="L-inf bound on [0, 1] pixels of the PGD on the poisoned images (0: none; the 'cl' preset: 0.15, "
                         'the paper\'s value)')

@@ -80,7 +80,7 @@ def get_arguments():
     p.add_argument('--test_limit', type=int, default=None,
                    help='measure every run on the first N test images (a quick check; default: all)')
     p.add_argument('--analysis', nargs='*', default=[], choices=list(ANALYSES) + ['all'],
-                   help='analyses to run instead of the Table 1 grid (see README)')
+                   help='analyses to run instead of the Table 1 grid (docs/ANALYSES.md)')
     p.add_argument('--analysis_attack', default='badnets', choices=TABLE1,
                    help='the attack the single-attack analyses run on')
     p.add_argument('--acc_threshold', type=float, default=80.0,
@@ -480,7 +480,7 @@ def paired_markdown(rows, args):
 
 
 def compact_markdown(rows, paired, args):
-    """The table at a glance (the README's): ASR +- sd / ACC per cell, the paper's ASR in brackets, and
+    """The table at a glance: ASR +- sd / ACC per cell, the paper's ASR in brackets, and
     NAD's ASR minus fine-tuning's paired by seed when both were run."""
     columns = ['before', *args.defenses]
     diff = {r['attack']: r for r in paired or []}

@@ -687,7 +687,7 @@ def subset_parts(name, args):
 
 
 def detection_markdown(summary, seeds):
-    """The README's two tables: Neural Cleanse (does it flag the target, its anomaly index, the model after
+    """Two tables: Neural Cleanse (does it flag the target, its anomaly index, the model after
     unlearning) and STRIP (FRR, FAR, AUROC), per attack, on the backdoored model and after NAD."""
     def number(c, m, form='.2f'):
         return f"{c[m]:{form}}" + (f"+-{c[f'{m}_sd']:{form}}" if c['seeds'] > 1 else '')

@@ -144,7 +144,7 @@ def tradeoff_harsh():
     path = os.path.join(RESULTS, 'fp32', 'tradeoff_harsh_summary.csv')
     if not os.path.isfile(path):
         return None
-    data = rows(os.path.relpath(path, RESULTS))
+    data, runs = rows(os.path.relpath(path, RESULTS)), rows(os.path.relpath(path.replace('_summary', ''), RESULTS))
 
     def matched(r, method):
         if r[f'{method}_minus_ft_asr'] in ('', None):
@@ -152,11 +152,12 @@ def tradeoff_harsh():
         return f"{r[f'{method}_minus_ft_asr']:+.2f} +- {r[f'{method}_sd']:.2f} ({r[f'{method}_matched_runs']:.0f})"
 
     body = [[label, *(matched(r, method) for r in data)] for method, label in HARSH_LABELS.items()]
-    attacks = ' '.join(r['attack'] for r in data)
+    attacks, seeds = ' '.join(r['attack'] for r in data), seeds_of(runs)
+    lrs = ' / '.join(f'{lr:g}' for lr in sorted({r['lr'] for r in runs}))
     return ('The trade-off with a harsh teacher',
             f'Fine-tuning, NAD taught by the fine-tuned model of its own lr, and NAD and KD taught by the seed\'s '
-            f'`code` (lr 0.1) teacher at every lr, under `code` at first-phase lr 0.003 / 0.01 / 0.03 / 0.1, seeds '
-            f'0 1 2, float32: `python reproduce.py --analysis tradeoff_harsh --attacks {attacks} --results '
+            f'`code` (lr 0.1) teacher at every lr, under `code` at first-phase lr {lrs}, seeds {seeds}, float32: '
+            f'`python reproduce.py --analysis tradeoff_harsh --attacks {attacks} --seeds {seeds} --results '
             f'results/fp32 --models weight/erasing_net/fp32`. Each method\'s ASR minus fine-tuning\'s at its ACC '
             f'(fine-tuning\'s curve of the same seed read there), mean +- sd (matched runs). Source: {link(path)}; '
             f'every run: {link(path.replace("_summary", ""))}.\n\n'

@@ -173,11 +173,15 @@ def test_the_harsh_trade_off_section_waits_for_its_summary_then_shows_each_metho
                                    for c in ('minus_ft_asr', 'sd', 'matched_runs'))])
     (tmp_path / 'fp32' / 'tradeoff_harsh_summary.csv').write_text(
         header + '\nbadnets,-1.5,0.5,12,-20.25,2.0,11,,,0\ncl,0.5,0.25,10,-3.0,1.0,9,-2.0,1.5,8\n')
+    (tmp_path / 'fp32' / 'tradeoff_harsh.csv').write_text(   # every run: the seeds and lrs the command names
+        'attack,method,lr,seed,acc,asr,ra\n' + ''.join(f'badnets,finetune,{lr},{seed},80,5,70\n'
+                                                       for lr in (0.01, 0.003) for seed in (0, 2)))
     heading, text = report.tradeoff_harsh()
     lines = text.splitlines()
     assert '| NAD, `code` teacher | -20.25 +- 2.00 (11) | -3.00 +- 1.00 (9) |' in lines
     assert '| KD, `code` teacher | - | -2.00 +- 1.50 (8) |' in lines   # no matched run: a dash
-    assert '--attacks badnets cl' in text and 'tradeoff_harsh.png' in text
+    assert '--attacks badnets cl --seeds 0 2' in text and 'lr 0.003 / 0.01, seeds 0 2' in text
+    assert 'tradeoff_harsh.png' in text
 
 
 def test_the_docs_have_commands():

@@ -96,7 +96,7 @@ def test_cuda_graphs_run_only_on_cuda_in_float32_for_a_capturable_loss_and_say_w
     assert not cuda_graphs(False, cuda, None, True) and capsys.readouterr().out == ''   # not asked: silent
     assert cuda_graphs(True, cuda, None, True) and capsys.readouterr().out == ''
     for device, dtype, capturable, why in ((CPU, None, True, 'not on CUDA'), (cuda, torch.bfloat16, True, 'autocast'),
-                                           (cuda, None, False, 'not captured')):
+                                           (cuda, None, False, 'cannot be captured')):
         assert not cuda_graphs(True, device, dtype, capturable)
         out = capsys.readouterr().out
         assert out.startswith('cuda graphs: off (') and why in out, out

@@ -280,7 +280,7 @@ def test_nad_minus_fine_tuning_is_paired_by_seed(tmp_path, monkeypatch):
     assert float(cells['average']['asr']) == -2.0 and float(cells['badnets']['acc']) == 0.0 and cells['sig']['ra'] == ''
     text = (tmp_path / 'table1_code_badnets-sig_finetune-nad_seeds0-1.md').read_text()
     assert '| SIG | -2.00+-1.41 | +0.00+-0.00 | - |' in text
-    # the table at a glance (the README's) comes first: ASR +- sd / ACC (the paper's ASR), then NAD - FT
+    # the table at a glance comes first: ASR +- sd / ACC (the paper's ASR), then NAD - FT
     assert text.index('| SIG | 100.00 / 85.0 (99.91) | 12.50+-3.54 / 80.0 (9.18) | 10.50+-2.12 / 80.0 (2.52) | '
                       '-2.00+-1.41 |') < text.index('| SIG | -2.00+-1.41 |')
 

@@ -145,8 +145,8 @@ class CapturedStep:
     WARMUP_STEPS = 3
 
     def __init__(self, model, loss_fn):
-        self.model, self.loss_fn, self.graph = model, loss_fn, None
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.model, self.loss_fn, self.params = model, loss_fn, [p for p in model.parameters() if p.requires_grad]
+        self.graph = self.x = self.y = self.loss = None  # made by capture(): the graph, its inputs and its loss
 
     def __call__(self, x, y):
         """The loss of the batch (x, y), its gradients left in the parameters' .grad."""

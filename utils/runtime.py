@@ -52,7 +52,7 @@ def cuda_graphs(asked, device, amp_dtype, capturable):
     if not asked:
         return False
     why = ('not on CUDA' if device.type != 'cuda' else 'autocast is on' if amp_dtype is not None
-           else 'this defense\'s loss is not captured' if not capturable else None)
+           else 'this loss cannot be captured' if not capturable else None)
     if why:
         print(f'cuda graphs: off ({why})', flush=True)
     return why is None
