@@ -63,6 +63,7 @@ def test_main_runs_nad_on_a_zoo_attack(tmp_path):
     summary = json.loads((tmp_path / 'r' / 'nad_WRN-16-1-trojan_seed0.json').read_text())
     _, ckpt = select_model('WRN-16-1', 10, zoo('trojan')[0])
     assert summary['config']['trigger_type'] == 'trojanNNTrigger' and summary['config']['target_label'] == 0
+    assert summary['config']['cuda_graphs'] == 'off'                  # as it ran: asked for on a CPU, not used
     # measured on the first 1000 test images (--test_limit), the record on all: nearly the same ASR
     assert summary['before_source'] == 'measured' and summary['before']['asr'] == pytest.approx(ckpt['asr'], abs=1.0)
     assert summary['config']['t_model'].endswith('WRN-16-1-trojan-T.pth.tar')
