@@ -80,8 +80,7 @@ def main():
                   'seconds': total()}
     print(epoch_line(0, None, None, before, total()) + ('' if before_source == 'measured' else f' ({before_source})'),
           flush=True)
-    graphs = cuda_graphs(args.cuda_graphs == 'on', device, amp_dtype, defense.capturable)
-    args.cuda_graphs = 'on' if graphs else 'off'  # the record says what ran, not what was asked
+    graphs = cuda_graphs(args, device, amp_dtype, defense.capturable)
     if defense.procedure:  # a defense with a procedure of its own (MCR, Neural Cleanse, STRIP)
         rows, kept, extra = defense.procedure(args, student, loaders, device, amp_dtype)
         kept = kept or before_row  # None: the model is left as it was

@@ -90,8 +90,7 @@ def main():
         loss_fn = fgsm_adversarial_loss(args.adv_eps, generator(args.seed, 'adversarial', device))
         print(f'adversarial training: FGSM with random start, eps {args.adv_eps:.4f}', flush=True)
     total = Timer()
-    graphs = cuda_graphs(args.cuda_graphs == 'on', device, amp_dtype, capturable=not args.adv_eps)  # FGSM: own RNG
-    args.cuda_graphs = 'on' if graphs else 'off'  # the record says what ran, not what was asked
+    graphs = cuda_graphs(args, device, amp_dtype, capturable=not args.adv_eps)  # FGSM draws on its own generator
     rows = fit(model, train_loader, loss_fn, optimizer, args.epochs, lr_at, device, amp_dtype, cuda_graphs=graphs,
                measure=lambda dtype: evaluate(model, clean_loader, backdoor_loader, device, dtype))[0]
 

@@ -144,7 +144,8 @@ def tradeoff_harsh():
     path = os.path.join(RESULTS, 'fp32', 'tradeoff_harsh_summary.csv')
     if not os.path.isfile(path):
         return None
-    data, runs = rows(os.path.relpath(path, RESULTS)), rows(os.path.relpath(path.replace('_summary', ''), RESULTS))
+    runs_path = path.replace('_summary', '')                  # every run: the seeds and lrs
+    data, runs = rows(os.path.relpath(path, RESULTS)), rows(os.path.relpath(runs_path, RESULTS))
 
     def matched(r, method):
         if r[f'{method}_minus_ft_asr'] in ('', None):
@@ -160,7 +161,7 @@ def tradeoff_harsh():
             f'`python reproduce.py --analysis tradeoff_harsh --attacks {attacks} --seeds {seeds} --results '
             f'results/fp32 --models weight/erasing_net/fp32`. Each method\'s ASR minus fine-tuning\'s at its ACC '
             f'(fine-tuning\'s curve of the same seed read there), mean +- sd (matched runs). Source: {link(path)}; '
-            f'every run: {link(path.replace("_summary", ""))}.\n\n'
+            f'every run: {link(runs_path)}.\n\n'
             + table(['', *(title(r['attack']) for r in data)], body)
             + f'\n\n{image(path.replace("_summary.csv", ".png"))}')
 

@@ -92,14 +92,19 @@ def test_amp_auto_is_float32_on_cuda_and_off_is_float32_everywhere():
 def test_cuda_graphs_run_only_on_cuda_in_float32_for_a_capturable_loss_and_say_why_not(capsys):
     from defenses import DEFENSES
     from utils.runtime import cuda_graphs
+    from types import SimpleNamespace
     cuda = torch.device('cuda')                                      # deciding needs no GPU
-    assert not cuda_graphs(False, cuda, None, True) and capsys.readouterr().out == ''   # not asked: silent
-    assert cuda_graphs(True, cuda, None, True) and capsys.readouterr().out == ''
+    args = SimpleNamespace(cuda_graphs='off')
+    assert not cuda_graphs(args, cuda, None, True) and capsys.readouterr().out == ''   # not asked: silent
+    args = SimpleNamespace(cuda_graphs='on')
+    assert cuda_graphs(args, cuda, None, True) and capsys.readouterr().out == '' and args.cuda_graphs == 'on'
     for device, dtype, capturable, why in ((CPU, None, True, 'not on CUDA'), (cuda, torch.bfloat16, True, 'autocast'),
                                            (cuda, None, False, 'cannot be captured')):
-        assert not cuda_graphs(True, device, dtype, capturable)
+        args = SimpleNamespace(cuda_graphs='on')
+        assert not cuda_graphs(args, device, dtype, capturable)
         out = capsys.readouterr().out
         assert out.startswith('cuda graphs: off (') and why in out, out
+        assert args.cuda_graphs == 'off'                             # the record says what ran
     # pure functions of the model's (and teacher's) outputs; mixup draws its lambda on the host, ARGD has
     # parameters of its own, fine-pruning masks gradients by hooks: those stay eager
     assert {name for name, d in DEFENSES.items() if d.capturable} == {'finetune', 'nad', 'kd', 'twostage', 'cutout'}

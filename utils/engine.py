@@ -165,13 +165,13 @@ class CapturedStep:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):  # warm-up and capture on one stream, whose library handles then exist
             for _ in range(self.WARMUP_STEPS):
-                self.release_grads()
+                self.model.zero_grad(set_to_none=True)
                 self.loss_fn(self.model, x, y).backward()
         torch.cuda.current_stream().wait_stream(stream)
         with torch.no_grad():
             for buffer, value in zip(self.model.buffers(), saved):
                 buffer.copy_(value)
-        self.release_grads()  # the capture makes them anew, in the graph's own memory
+        self.model.zero_grad(set_to_none=True)  # the capture makes the gradients anew, in the graph's own memory
         self.x, self.y, graph = x.clone(), y.clone(), torch.cuda.CUDAGraph()
         try:
             with warnings.catch_warnings():  # work sent to another stream leaves the graph empty: never replay that
@@ -198,10 +198,6 @@ class CapturedStep:
                 else:
                     p.grad.copy_(g)
         return loss.detach()
-
-    def release_grads(self):
-        for p in self.params:
-            p.grad = None
 
 
 def stop_if_not_finite(first_bad, epoch, steps):

@@ -45,17 +45,18 @@ def autocast_dtype(device, amp='auto'):
     return None
 
 
-def cuda_graphs(asked, device, amp_dtype, capturable):
-    """Whether the training steps run from a CUDA graph (utils.engine.CapturedStep): only if `asked`
+def cuda_graphs(args, device, amp_dtype, capturable):
+    """Whether the training steps run from a CUDA graph (utils.engine.CapturedStep): only if asked
     (--cuda_graphs on), on CUDA, in float32 and for a loss that may be captured; otherwise, if asked, one
-    line says why not."""
-    if not asked:
-        return False
-    why = ('not on CUDA' if device.type != 'cuda' else 'autocast is on' if amp_dtype is not None
-           else 'this loss cannot be captured' if not capturable else None)
-    if why:
-        print(f'cuda graphs: off ({why})', flush=True)
-    return why is None
+    line says why not. args.cuda_graphs is set to what runs, so the run's record says that, not what was asked."""
+    why = None
+    if args.cuda_graphs == 'on':
+        why = ('not on CUDA' if device.type != 'cuda' else 'autocast is on' if amp_dtype is not None
+               else 'this loss cannot be captured' if not capturable else None)
+        if why:
+            print(f'cuda graphs: off ({why})', flush=True)
+    args.cuda_graphs = 'on' if args.cuda_graphs == 'on' and why is None else 'off'
+    return args.cuda_graphs == 'on'
 
 
 def autocast(device, dtype):
