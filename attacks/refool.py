@@ -135,11 +135,30 @@ def _focal_blur(r, t, alpha_t, gen):
     return r_blur * _vignette(h, w) * (1 - alpha_t / 2)
 
 
+def window_mean(x, win):
+    """F.avg_pool2d(x, win, stride=1) of a float32 NCHW batch, bit for bit, about three times faster on a CPU.
+    PyTorch's CPU kernel sums each window from zero, row by row, and divides by win * win; the same additions
+    over shifted views of channels-last chunks, which stay in cache, give the same sums. Bit for bit matters:
+    a mean one rounding apart can flip one image's SSIM test (below) and with it the reflection of every image
+    after it, and the trigger is the attack."""
+    n, c, h, w = x.shape
+    oh, ow = h - win + 1, w - win + 1
+    x = x.permute(0, 2, 3, 1).contiguous()
+    out = x.new_empty(n, oh, ow, c)
+    for part, o in zip(x.split(16), out.split(16)):
+        acc = part[:, :oh, :ow].clone()
+        for k in range(1, win * win):
+            i, j = divmod(k, win)
+            acc += part[:, i:i + oh, j:j + ow]
+        torch.div(acc, win * win, out=o)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
 def ssim(a, b, data_range=1.0, win=7):
     """Mean SSIM per image of two NCHW batches, as skimage's structural_similarity computes it by
     default (7 x 7 uniform window, sample covariance, border cropped, mean over channels)."""
     n, c = a.shape[:2]
-    moments = F.avg_pool2d(torch.cat([a, b, a * a, b * b, a * b], 1), win, stride=1)
+    moments = window_mean(torch.cat([a, b, a * a, b * b, a * b], 1), win)
     mu_a, mu_b, aa, bb, ab = moments.split(c, 1)
     cov = win * win / (win * win - 1)
     var_a, var_b, cov_ab = cov * (aa - mu_a ** 2), cov * (bb - mu_b ** 2), cov * (ab - mu_a * mu_b)

@@ -6,7 +6,8 @@ in float32 evaluates a copy with batch norm folded into the convolutions); and t
 On CUDA in float32, training and main.py once more with each step replayed from a CUDA graph (--cuda_graphs on).
 The `ceiling` lines say how near the device's own limit that is: the model's floating-point work per image (its
 convolutions and linear layer, counted by torch.utils.flop_counter) at the measured rates, against a large matrix
-product in the same precision, and the least time the default main.py's work could take at that rate.
+product in the same precision, and the least time the default main.py's work could take at that rate. On the
+CPU, Refool's trigger: the window means of its SSIM tests (avg_pool2d, then the code's), and the whole trigger.
 
     python -m benchmarks.speed                       # everything (main.py: minutes on a 2-core CPU)
     python -m benchmarks.speed --skip-main           # throughput only (about a minute)
@@ -22,9 +23,11 @@ import tempfile
 import time
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import config
+from attacks import refool
 from data_loader import BatchLoader, clean_subset, load_cifar10, subset_size
 from models import build_model
 from utils.cli import HelpFormatter, run
@@ -155,6 +158,17 @@ def main():
           f'({forward / 1e6:.0f} MFLOP) {evaluation / 1e9:.0f} GFLOP/s, {evaluation / peak:.0%}', flush=True)
     print(f'ceiling    python main.py: {work / 1e12:.1f} TFLOP, at least {work / peak:.0f} s at the matrix '
           f'product\'s rate', flush=True)
+
+    # Refool's trigger (on the CPU, made once a run): its SSIM tests' window means, then the whole trigger
+    images = data['test'][0][:1000]
+    t = images.float() / 255
+    moments = torch.cat([t, t.flip(3), t * t, t.flip(3) ** 2, t * t.flip(3)], 1)     # as refool.ssim stacks them
+    pooled, ours = (median_seconds(lambda: f(moments), args.repeats)
+                    for f in (lambda m: F.avg_pool2d(m, 7, stride=1), lambda m: refool.window_mean(m, 7)))
+    side_by_side('ssim', 'avg_pool2d window means', 1000 / pooled, 'refool.window_mean (the same bits)', 1000 / ours)
+    pool = refool.candidates()
+    print(f'trigger    Refool, reflections and SSIM tests: '
+          f'{1000 / median_seconds(lambda: refool.refool_trigger(images, pool), args.repeats):.1f} img/s', flush=True)
 
     if args.skip_main:
         return

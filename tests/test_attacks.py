@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import attacks
 import attacks.cl
@@ -101,6 +102,16 @@ def test_ssim_matches_its_definition():
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     want = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
     assert torch.allclose(attacks.refool.ssim(x, y), want.reshape(1), atol=1e-5)
+
+
+def test_ssim_window_means_are_avg_pool2d_bit_for_bit():
+    """Refool's trigger tests each blend's SSIM against thresholds: a window mean one rounding away from
+    avg_pool2d's could flip a test and change the reflections of every later image (the shipped models'
+    poisoned data). Odd sizes: a last partial chunk of images, windows of 3 and 7."""
+    g = torch.Generator().manual_seed(0)
+    for n, c, h, win in ((37, 15, 32, 7), (5, 3, 9, 3)):
+        x = torch.rand(n, c, h, h, generator=g) ** 2.2
+        assert torch.equal(attacks.refool.window_mean(x, win), F.avg_pool2d(x, win, stride=1))
 
 
 def test_refool_selection_scores_each_candidate():
