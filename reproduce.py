@@ -95,6 +95,10 @@ def get_arguments():
     p.add_argument('--results', default='./results', help='where tables, figures and results/grid go')
     p.add_argument('--models', default='./weight/erasing_net/reproduce', help='where erased models go')
     p.add_argument('--dry_run', action='store_true', help='print the commands of the first runs, run nothing')
+    p.add_argument('--cuda_graphs', default='off', choices=['off', 'on'],
+                   help="every run's --cuda_graphs (main.py, train_badnet.py; CUDA float32 only). It changes how a "
+                        "run is computed, not what it computes, so it is not among the flags that identify a stored "
+                        "run; each run's record says what ran")
     add_arguments(p)
     return p
 
@@ -284,10 +288,11 @@ class Runner:
             return None
         if why:
             print(f'  {name}: the stored run {why}: running it again', flush=True)
+        command = [script, *flags] + (['--cuda_graphs', 'on'] if self.args.cuda_graphs == 'on' else [])
         if self.args.dry_run:
-            print(f"$ python {script} {' '.join(flags)}", flush=True)
+            print(f"$ python {' '.join(command)}", flush=True)
         self.outputs |= {at_root(m) for m in models_written(flags)}
-        self.planned[where] = Run(name, [script, *flags], where, os.path.splitext(where)[0] + '.log',
+        self.planned[where] = Run(name, command, where, os.path.splitext(where)[0] + '.log',
                                   functools.partial(seal_result, where, flags))
         return None
 

@@ -367,3 +367,31 @@ def test_drive_makes_runs_in_passes_each_waiting_for_the_models_it_reads(tmp_pat
         with pytest.raises(UserError, match=f'1 run\\(s\\) failed.*{broken}_teacher_code'):
             runner.drive(work(runner, [f'{broken}_teacher', f'{broken}_taught']))
         assert batches == [[f"{broken}_teacher_code"]] and len(written) == 3  # never its pupil, nor the table
+
+
+def test_cuda_graphs_reach_every_run_but_not_its_identity(tmp_path, monkeypatch):
+    """reproduce.py --cuda_graphs on: each run's command carries it, the flags sealed with the run (what
+    identifies it) do not, so the same grid without it finds every run stored, and the other way round."""
+    import reproduce as rp
+    from experiments.runner import Outcome, announce
+    commands = []
+
+    def fake_launch(runs, args, on_done):
+        for run in runs:
+            commands.append(run.command)
+            open(os.path.splitext(run.result)[0] + '.csv', 'w').write('epoch\n1\n')
+            with open(run.result, 'w') as f:
+                json.dump({'after': {'acc': 80.0, 'asr': 1.0}, 'config': {}}, f)
+            run.seal(1.0)
+            announce(Outcome(run, True, 1.0, ''), on_done)
+    monkeypatch.setattr(rp, 'launch', fake_launch)
+    os.makedirs(tmp_path / 'grid')
+
+    def grid(*extra):
+        runner = rp.Runner(get_arguments().parse_args(['--results', str(tmp_path), '--protocols', 'code', *extra]))
+        runner.drive(lambda args: runner('finetune', ['--attack', 'badnets', '--defense', 'finetune']))
+        return runner
+    assert grid('--cuda_graphs', 'on').made == 1 and commands[0][-2:] == ['--cuda_graphs', 'on']
+    sealed = json.load(open(tmp_path / 'grid' / 'finetune_code.json'))['flags']
+    assert sealed == commands[0][1:-2] and '--cuda_graphs' not in sealed
+    assert grid().made == 0 and grid('--cuda_graphs', 'on').made == 0 and len(commands) == 1
