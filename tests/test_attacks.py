@@ -107,11 +107,13 @@ def test_ssim_matches_its_definition():
 def test_ssim_window_means_are_avg_pool2d_bit_for_bit():
     """Refool's trigger tests each blend's SSIM against thresholds: a window mean one rounding away from
     avg_pool2d's could flip a test and change the reflections of every later image (the shipped models'
-    poisoned data). Odd sizes: a last partial chunk of images, windows of 3 and 7."""
+    poisoned data). Odd sizes: a last partial chunk of images, windows of 3 and 7, images wider than high, a
+    channels-last input."""
     g = torch.Generator().manual_seed(0)
-    for n, c, h, win in ((37, 15, 32, 7), (5, 3, 9, 3)):
-        x = torch.rand(n, c, h, h, generator=g) ** 2.2
-        assert torch.equal(attacks.refool.window_mean(x, win), F.avg_pool2d(x, win, stride=1))
+    for n, c, h, w, win in ((37, 15, 32, 32, 7), (5, 3, 9, 12, 3)):
+        x = torch.rand(n, c, h, w, generator=g) ** 2.2
+        for layout in (x, x.contiguous(memory_format=torch.channels_last)):
+            assert torch.equal(attacks.refool.window_mean(layout, win), F.avg_pool2d(x, win, stride=1))
 
 
 def test_refool_selection_scores_each_candidate():

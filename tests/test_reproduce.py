@@ -379,7 +379,8 @@ def test_cuda_graphs_reach_every_run_but_not_its_identity(tmp_path, monkeypatch)
     def fake_launch(runs, args, on_done):
         for run in runs:
             commands.append(run.command)
-            open(os.path.splitext(run.result)[0] + '.csv', 'w').write('epoch\n1\n')
+            with open(os.path.splitext(run.result)[0] + '.csv', 'w') as f:
+                f.write('epoch\n1\n')
             with open(run.result, 'w') as f:
                 json.dump({'after': {'acc': 80.0, 'asr': 1.0}, 'config': {}}, f)
             run.seal(1.0)
