@@ -49,14 +49,14 @@ def cuda_graphs(args, device, amp_dtype, capturable):
     """Whether the training steps run from a CUDA graph (utils.engine.CapturedStep): only if asked
     (--cuda_graphs on), on CUDA, in float32 and for a loss that may be captured; otherwise, if asked, one
     line says why not. args.cuda_graphs is set to what runs, so the run's record says that, not what was asked."""
-    why = None
-    if args.cuda_graphs == 'on':
-        why = ('not on CUDA' if device.type != 'cuda' else 'autocast is on' if amp_dtype is not None
-               else 'this loss cannot be captured' if not capturable else None)
-        if why:
-            print(f'cuda graphs: off ({why})', flush=True)
-    args.cuda_graphs = 'on' if args.cuda_graphs == 'on' and why is None else 'off'
-    return args.cuda_graphs == 'on'
+    if args.cuda_graphs != 'on':
+        return False
+    why = ('not on CUDA' if device.type != 'cuda' else 'autocast is on' if amp_dtype is not None
+           else 'this loss cannot be captured' if not capturable else None)
+    if why:
+        print(f'cuda graphs: off ({why})', flush=True)
+        args.cuda_graphs = 'off'
+    return why is None
 
 
 def autocast(device, dtype):
