@@ -8,6 +8,7 @@ The `ceiling` lines say how near the device's own limit that is: the model's flo
 convolutions and linear layer, counted by torch.utils.flop_counter) at the measured rates, against a large matrix
 product in the same precision, and the least time the default main.py's work could take at that rate. On the
 CPU, Refool's trigger: the window means of its SSIM tests (avg_pool2d, then the code's), and the whole trigger.
+And a grid's start-up per run: a new interpreter importing main.py's modules, then a run forked by the runner.
 
     python -m benchmarks.speed                       # everything (main.py: minutes on a 2-core CPU)
     python -m benchmarks.speed --skip-main           # throughput only (about a minute)
@@ -15,6 +16,8 @@ CPU, Refool's trigger: the window means of its SSIM tests (avg_pool2d, then the 
     python -m benchmarks.speed --original /tmp/NAD-original   # main.py against the original, alternating
 """
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import subprocess
@@ -48,7 +51,8 @@ def median_seconds(fn, repeats):
 def side_by_side(what, name_a, a, name_b, b, unit='img/s'):
     """One line: two rates (or times) and how many times faster the second is."""
     faster = b / a if unit == 'img/s' else a / b
-    print(f'{what:10s} {name_a}: {a:8.1f} {unit} | {name_b}: {b:8.1f} {unit} | x{faster:.2f}', flush=True)
+    digits = 1 if min(a, b) >= 1 else 3
+    print(f'{what:10s} {name_a}: {a:8.{digits}f} {unit} | {name_b}: {b:8.{digits}f} {unit} | x{faster:.2f}', flush=True)
 
 
 def flops_per_image(model, device, train):
@@ -96,6 +100,16 @@ def main_wall(command, device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def forked_start(repeats):
+    """Median seconds of a run of `python -c 'import main'` through the runner's local launcher, from the call to
+    the run's end, once its forkserver is up."""
+    from experiments.runner import Run, local
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # its "$ python" lines
+        run_ = Run('start-up', ['-c', 'import main'], '', os.path.join(tmp, 'start-up.log'))
+        local([run_], 1, None)                      # starts the server
+        return median_seconds(lambda: local([run_], 1, None), repeats)
 
 
 def main():
@@ -171,6 +185,13 @@ def main():
     pool = refool.candidates()
     print(f'trigger    Refool, reflections and SSIM tests: '
           f'{1000 / median_seconds(lambda: refool.refool_trigger(images, pool), args.repeats):.1f} img/s', flush=True)
+
+    # A grid's cost per run before its first line: a new interpreter importing main.py's modules (each Slurm task),
+    # against the runner's local launcher, which forks each run from a server that imported them once
+    fresh = median_seconds(lambda: subprocess.run([sys.executable, '-c', 'import main'], cwd=ROOT, check=True),
+                           args.repeats)
+    side_by_side('start-up', 'a new interpreter (import main)', fresh, 'a run forked by the runner',
+                 forked_start(args.repeats), unit='s')
 
     if args.skip_main:
         return

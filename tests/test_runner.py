@@ -1,6 +1,7 @@
-"""experiments/runner.py: runs go through submitit (its local executor, and a real Slurm cluster where one answers); a
-failed run is reported with its log and never stops the others; only a run that exited cleanly is sealed,
-so an interrupted one is never taken for finished; the Slurm launcher makes exactly the local grid."""
+"""experiments/runner.py: local runs are forked from a server that has imported torch (and run their command as
+`python` would), Slurm runs go through submitit (tested on a real cluster where one answers); a failed run is
+reported with its log and never stops the others; only a run that exited cleanly is sealed, so an interrupted
+one is never taken for finished; the Slurm launcher makes exactly the local grid."""
 import argparse
 import csv
 import functools
@@ -16,7 +17,7 @@ import pytest
 
 from zoo import make as make_zoo
 from conftest import GRID, reproduce as run_reproduce
-from experiments.runner import Run, add_arguments, check_launch_arguments, launch, seal_result, stored_run
+from experiments.runner import ROOT, Run, add_arguments, check_launch_arguments, launch, seal_result, stored_run
 from utils import UserError
 
 
@@ -72,12 +73,82 @@ def test_the_zoo_plan_makes_what_each_attack_needs_first():
 
 
 def test_a_run_over_its_time_is_stopped_reported_and_leaves_no_process(tmp_path):
-    stuck, flags = script_run(tmp_path, 'stuck', 'import time; time.sleep(600)')    # its summary, then hangs
+    pid = tmp_path / 'pid'
+    stuck, flags = script_run(tmp_path, 'stuck', f'import os, time; open({str(pid)!r}, "w").write(str(os.getpid())); '
+                                                 'time.sleep(600)')                 # its summary, then hangs
     outcomes = launch([stuck], launch_args('--time', '0.05'))                       # 3 seconds
     assert not outcomes[0].ok and outcomes[0].why.startswith('stopped before it finished: over --time')
     assert stored_run(stuck.result, flags) == (None, 'lacks keys a finished run has')  # not sealed: not done
-    left = subprocess.run(['pgrep', '-f', 'time.sleep\\(600\\)'], capture_output=True, text=True).stdout
-    assert left == '', 'the command of a stopped run must not outlive it'
+    assert not alive(int(pid.read_text())), 'the command of a stopped run must not outlive it'
+
+
+def test_a_launcher_killed_outright_leaves_no_run_behind(tmp_path):
+    """SIGKILL to the launcher (reproduce.py), which can clean nothing up: its runs, forked by a server that
+    outlives it while they run, notice that it is gone and die too."""
+    pid = tmp_path / 'pid'
+    sleeper = f'import os, time; open({str(pid)!r}, "w").write(str(os.getpid())); time.sleep(600)'
+    launcher = subprocess.Popen([sys.executable, '-c', (
+        f'import argparse, sys; sys.path.insert(0, {ROOT!r}); from experiments.runner import Run, launch; '
+        f'launch([Run("stuck", ["-c", {sleeper!r}], "", {str(tmp_path / "stuck.log")!r})], '
+        'argparse.Namespace(launcher="local", jobs=1, threads=1, time=None))')])
+    deadline = time.monotonic() + 120
+    while not (pid.exists() and pid.read_text()):
+        assert launcher.poll() is None and time.monotonic() < deadline, 'the run never started'
+        time.sleep(0.1)
+    launcher.kill()
+    launcher.wait()
+    run = int(pid.read_text())
+    for _ in range(100):
+        if not alive(run):
+            break
+        time.sleep(0.1)
+    assert not alive(run), 'a run must not outlive its launcher'
+
+
+def test_what_the_forkserver_imports_starts_no_cuda():
+    """The server imports PRELOAD once and forks every run from it; a CUDA driver started there would fail every
+    run's first CUDA call on a GPU box. So importing them may not ask CUDA anything (not even whether it exists)."""
+    probe = ('import torch\n'
+             'def refuse(*a, **k): raise SystemExit("asked CUDA at import")\n'
+             'torch.cuda.is_available = torch.cuda.device_count = torch.cuda.init = refuse\n'
+             'torch._C._cuda_getDeviceCount = refuse\n'
+             'from experiments.runner import PRELOAD\n'
+             'for name in PRELOAD: __import__(name)\n'
+             'assert not torch.cuda.is_initialized(); print("ok", PRELOAD)')
+    done = subprocess.run([sys.executable, '-c', probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith('ok'), done.stdout + done.stderr
+
+
+def alive(pid):
+    """Whether process `pid` is running (a zombie, dead but not yet reaped, is not)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def test_a_local_run_is_its_command_as_python_runs_it_in_a_process_of_its_own(tmp_path, monkeypatch):
+    """Forked from a server that imported torch before this test set anything: the launcher's environment as it
+    is now, its thread count, no GPU, the argv, __name__ and path of `python -c`, and the interpreter's exit
+    codes; one run's state never reaches the next."""
+    monkeypatch.setenv('NAD_TEST_VALUE', 'now')
+    show = ('import json, os, sys, torch; print(json.dumps([os.environ["NAD_TEST_VALUE"], torch.get_num_threads(), '
+            'os.environ["CUDA_VISIBLE_DEVICES"], sys.argv, __name__, os.getcwd(), os.getpid(), '
+            'hasattr(torch, "mark")])); torch.mark = 1')
+    runs = [Run(f'show{i}', ['-c', show, '--seed', str(i)], '', str(tmp_path / f'show{i}.log')) for i in range(2)]
+    runs += [Run('message', ['-c', 'raise SystemExit("no such checkpoint")'], '', str(tmp_path / 'message.log')),
+             Run('code', ['-c', 'import sys; sys.exit(3)'], '', str(tmp_path / 'code.log')),
+             Run('error', ['-c', '1 / 0'], '', str(tmp_path / 'error.log'))]
+    outcomes = {o.run.name: o for o in launch(runs, launch_args('--threads', '1'))}
+    assert {name: o.why for name, o in outcomes.items()} == {'show0': '', 'show1': '', 'message': 'exit 1',
+                                                             'code': 'exit 3', 'error': 'exit 1'}
+    seen = [json.loads(open(r.log).read().splitlines()[-1]) for r in runs[:2]]
+    assert [s[:6] for s in seen] == [['now', 1, '', ['-c', '--seed', str(i)], '__main__', ROOT] for i in range(2)]
+    assert seen[0][6] != seen[1][6] != os.getpid() and not seen[0][7] and not seen[1][7]  # fresh state each
+    assert open(runs[0].log).readline() == f"$ python {' '.join(runs[0].command)}\n"      # the log names it
+    assert open(tmp_path / 'message.log').read().endswith('no such checkpoint\n')
+    assert 'ZeroDivisionError' in open(tmp_path / 'error.log').read()
 
 
 def slurm_up():
