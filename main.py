@@ -60,10 +60,10 @@ def main():
         teacher = select_model(args.t_name, args.num_classes, args.t_model, args.trust_checkpoint)[0]
     if getattr(args, 'mcr_end', None) and method == 'mcr':  # read again by MCR; checked here, before the data
         select_model(args.s_name, args.num_classes, args.mcr_end, args.trust_checkpoint)
-    if method == 'teacher' and args.teacher_from_scratch:
-        student = build_model(args.t_name, args.num_classes)  # Table 2 / Fig. 4: a teacher that never saw poison
     warn_if_other_attack(args, s_ckpt)
     device, amp_dtype = setup(args)
+    if method == 'teacher' and args.teacher_from_scratch:  # Table 2 / Fig. 4: a teacher that never saw poison,
+        student = build_model(args.t_name, args.num_classes)  # its initial weights drawn from --seed
     data = dataset_for(args)
     backdoored = copy.deepcopy(student.state_dict())
     student = student.to(device, memory_format=torch.channels_last)
