@@ -4,9 +4,9 @@ result it must leave; the caller skips a run whose result is stored and whole, a
 `launch`, which executes them:
 
     --launcher local   (default) --jobs runs at once on this machine, each a process of its own, forked
-                       from a server that has imported torch and the scripts' modules once (multiprocessing's
-                       forkserver: a run starts in a fraction of a second instead of about 3 s); on a GPU box
-                       they are spread over the visible GPUs (--jobs 8 on one GPU: 8 runs share it)
+                       from a server that has imported torch once (multiprocessing's forkserver: a run starts
+                       in a tenth of a second instead of two); on a GPU box they are spread over the visible
+                       GPUs (--jobs 8 on one GPU: 8 runs share it)
     --launcher slurm   one Slurm job array per batch of runs, through submitit (--partition, --time, --gpus_per_run,
                        --cpus_per_run, --slurm_array_parallelism, --slurm KEY=VALUE for anything else)
 
@@ -24,6 +24,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import random
 import re
 import runpy
 import shlex
@@ -34,6 +35,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from typing import Callable, Optional
 
 from utils import UserError
@@ -44,7 +46,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def add_arguments(parser):
-    g = parser.add_argument_group('where the runs go (submitit)')
+    g = parser.add_argument_group('where the runs go')
     g.add_argument('--launcher', default='local', choices=['local', 'slurm'])
     g.add_argument('--jobs', type=int, default=1, help='local: runs at once (spread over the visible GPUs)')
     g.add_argument('--threads', type=int, default=None,
@@ -78,6 +80,7 @@ class Run:
     result: str            # the file it must leave (its caller decides whether a stored one counts)
     log: str               # where its output goes, next to its result
     seal: Optional[Callable] = None   # called by the run's job with the wall seconds once the command exits 0
+    # (pickled to that job: a module-level function or a functools.partial of one, not a lambda)
 
 
 @dataclasses.dataclass
@@ -134,24 +137,31 @@ def die_with_worker():
 
 # --- a local run: a process forked from a server that has already imported what every run imports ----------
 
-# Imported once, by the forkserver, before it forks the first run: what a new interpreter spends most of its
-# start on (`import main` 1.4 s of a 2-core CPU's 2.6 s from the launcher to a trivial command's end, against
-# 0.17 s forked; `import torch` alone took 2.8 s on the H200 box). Importing them must not start CUDA (tested): the
-# server forks every run, and CUDA does not survive a fork.
-PRELOAD = ['torch', 'main']
+# Imported once, by the forkserver, before it forks the first run: what a new interpreter spends most of its start
+# on (`import torch`: 1.3 of the 1.4 s of `import main` on a 2-core CPU, 2.8 s on the H200 box). Third-party code
+# only: the repository's own modules are imported by each run, so a run uses the code as it is when it starts,
+# even while a long grid goes on. Importing them must neither start CUDA nor run a parallel op (both tested): the
+# server forks every run, and neither CUDA nor OpenMP's threads survive a fork.
+PRELOAD = ['torch', 'numpy', 'tqdm']
 
 
 def execute_forked(run, threads, gpu, environ):
-    """A local run, in a process the forkserver forked: the command run here as `python` would run it, its output
-    in its log, its result sealed if it exits 0. The process exits with the command's exit code. `environ`: the
+    """A local run, in a process the forkserver forked: the command run here as `python` runs it (its argv,
+    `__name__`, working directory, environment, random states and exit code; atexit handlers aside), its output in
+    its log, its result sealed if it exits 0. The process exits with the command's exit code. `environ`: the
     launcher's environment (the server's may be older); `gpu`: the CUDA device the run gets ('' for none)."""
+    import numpy
+    import torch                                        # the server's: imported already
     die_with_launcher()
+    multiprocessing.set_start_method(None, force=True)  # a run's own processes start as a new interpreter's would
+    random.seed()  # the server's random states are every run's: draw new ones, as a new interpreter does
+    numpy.random.seed()
+    torch.seed()
     os.environ.clear()
     os.environ.update(environ, PYTHONUNBUFFERED='1', CUDA_VISIBLE_DEVICES=gpu)  # CUDA reads it when it starts
     threads = threads or environ.get('OMP_NUM_THREADS')
     if threads and str(threads).isdigit():  # the server read OMP_NUM_THREADS when it imported torch: set it again
         os.environ['OMP_NUM_THREADS'] = str(threads)
-        import torch
         torch.set_num_threads(int(threads))
     os.chdir(ROOT)
     if ROOT not in sys.path:
@@ -172,8 +182,9 @@ def execute_forked(run, threads, gpu, environ):
         except Exception:  # noqa: BLE001 - what the run left cannot be sealed: a failed run, the reason in its log
             traceback.print_exc()
             code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if not stream.closed:  # a command may close its stdout (json.tool does)
+            stream.flush()
     sys.exit(code)
 
 
@@ -187,7 +198,8 @@ def run_command(command):
             runpy.run_module(command[1], run_name='__main__', alter_sys=True)
         elif command[0] == '-c':
             sys.argv = ['-c', *command[2:]]
-            exec(compile(command[1], '<string>', 'exec'), {'__name__': '__main__'})
+            sys.modules['__main__'] = module = types.ModuleType('__main__')  # what its classes pickle by
+            exec(compile(command[1], '<string>', 'exec'), module.__dict__)
         else:
             sys.argv = list(command)
             runpy.run_path(os.path.join(ROOT, command[0]), run_name='__main__')
@@ -259,28 +271,40 @@ def local(runs, jobs, threads, minutes=None, on_done=None):
                 print(f"$ python {' '.join(run.command)}", flush=True)
                 gpu = gpus[slot % len(gpus)] if gpus else ''
                 process = context.Process(target=execute_forked, args=(run, threads, gpu, environ), name=run.name)
-                process.start()
+                try:
+                    process.start()
+                except (EOFError, OSError) as e:  # the server died (a preload that fails to import): no run starts
+                    raise UserError(f'the runner\'s forkserver did not start {run.name} ({type(e).__name__}: {e}); '
+                                    f'its error is printed above') from None
                 running[slot] = (run, process, time.monotonic())
             for slot, (run, process, start) in list(running.items()):
                 seconds, code = time.monotonic() - start, process.exitcode
                 if code is None and seconds <= limit:
                     continue
+                del running[slot]
                 if code is None:  # over its time
-                    process.kill()
-                    process.join()
+                    stop(process)
                     outcome = Outcome(run, False, seconds, STOPPED)
                 else:
                     outcome = Outcome(run, code == 0, seconds, exit_reason(code))
                 process.close()
-                del running[slot]
                 done.append(announce(outcome, on_done))
             if running:  # until a run ends, or a second passes (for --time)
                 multiprocessing.connection.wait([process.sentinel for _, process, _ in running.values()], timeout=1)
     finally:  # an error or Ctrl-C here: the runs still going are stopped
         for _, process, _ in running.values():
-            process.kill()
-            process.join()
+            stop(process)
     return done
+
+
+def stop(process):
+    """SIGTERM (utils.cli.run stops the script cleanly: a half-written result is never left), then SIGKILL for
+    a run that has not ended within 10 s."""
+    process.terminate()
+    process.join(10)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
 
 
 def exit_reason(code):

@@ -17,6 +17,7 @@ import pytest
 
 from zoo import make as make_zoo
 from conftest import GRID, reproduce as run_reproduce
+from experiments import runner
 from experiments.runner import ROOT, Run, add_arguments, check_launch_arguments, launch, seal_result, stored_run
 from utils import UserError
 
@@ -130,25 +131,48 @@ def alive(pid):
 
 def test_a_local_run_is_its_command_as_python_runs_it_in_a_process_of_its_own(tmp_path, monkeypatch):
     """Forked from a server that imported torch before this test set anything: the launcher's environment as it
-    is now, its thread count, no GPU, the argv, __name__ and path of `python -c`, and the interpreter's exit
-    codes; one run's state never reaches the next."""
+    is now, its thread count (a parallel op on two threads: it would hang if the server had started OpenMP's),
+    the slot's GPU, the argv and __name__ of `python -c` and `python -m`, the working directory, new random
+    states, the interpreter's exit codes; one run's state never reaches the next."""
     monkeypatch.setenv('NAD_TEST_VALUE', 'now')
-    show = ('import json, os, sys, torch; print(json.dumps([os.environ["NAD_TEST_VALUE"], torch.get_num_threads(), '
-            'os.environ["CUDA_VISIBLE_DEVICES"], sys.argv, __name__, os.getcwd(), os.getpid(), '
-            'hasattr(torch, "mark")])); torch.mark = 1')
+    show = ('import json, os, random, sys, torch; torch.ones(1_000_000).add(1).sum(); print(json.dumps(['
+            'os.environ["NAD_TEST_VALUE"], torch.get_num_threads(), os.environ["CUDA_VISIBLE_DEVICES"], sys.argv, '
+            '__name__, os.getcwd(), os.getpid(), hasattr(torch, "mark"), torch.rand(1).item(), random.random()])); '
+            'torch.mark = 1')
     runs = [Run(f'show{i}', ['-c', show, '--seed', str(i)], '', str(tmp_path / f'show{i}.log')) for i in range(2)]
-    runs += [Run('message', ['-c', 'raise SystemExit("no such checkpoint")'], '', str(tmp_path / 'message.log')),
+    (tmp_path / 'data.json').write_text('{"a": 1}')
+    runs += [Run('module', ['-m', 'json.tool', '--compact', str(tmp_path / 'data.json')], '',
+                 str(tmp_path / 'module.log')),
+             Run('message', ['-c', 'raise SystemExit("no such checkpoint")'], '', str(tmp_path / 'message.log')),
              Run('code', ['-c', 'import sys; sys.exit(3)'], '', str(tmp_path / 'code.log')),
              Run('error', ['-c', '1 / 0'], '', str(tmp_path / 'error.log'))]
-    outcomes = {o.run.name: o for o in launch(runs, launch_args('--threads', '1'))}
-    assert {name: o.why for name, o in outcomes.items()} == {'show0': '', 'show1': '', 'message': 'exit 1',
-                                                             'code': 'exit 3', 'error': 'exit 1'}
+    outcomes = {o.run.name: o for o in launch(runs, launch_args('--threads', '2', '--time', '1'))}
+    assert {name: o.why for name, o in outcomes.items()} == {'show0': '', 'show1': '', 'module': '',
+                                                             'message': 'exit 1', 'code': 'exit 3', 'error': 'exit 1'}
     seen = [json.loads(open(r.log).read().splitlines()[-1]) for r in runs[:2]]
-    assert [s[:6] for s in seen] == [['now', 1, '', ['-c', '--seed', str(i)], '__main__', ROOT] for i in range(2)]
+    gpu = (runner.visible_gpus() or [''])[0]                                   # slot 0's: none on a CPU-only machine
+    assert [s[:5] for s in seen] == [['now', 2, gpu, ['-c', '--seed', str(i)], '__main__'] for i in range(2)]
+    assert all(os.path.samefile(s[5], ROOT) for s in seen)
     assert seen[0][6] != seen[1][6] != os.getpid() and not seen[0][7] and not seen[1][7]  # fresh state each
+    assert seen[0][8] != seen[1][8] and seen[0][9] != seen[1][9]                          # and new random states
     assert open(runs[0].log).readline() == f"$ python {' '.join(runs[0].command)}\n"      # the log names it
+    assert open(tmp_path / 'module.log').read().splitlines()[1:] == ['{"a":1}']
     assert open(tmp_path / 'message.log').read().endswith('no such checkpoint\n')
     assert 'ZeroDivisionError' in open(tmp_path / 'error.log').read()
+
+
+def test_a_server_that_cannot_start_is_one_line(tmp_path):
+    """A preload that fails on import (not just a missing module, which the server skips): the launcher stops
+    with one line instead of an EOFError traceback."""
+    (tmp_path / 'broken_preload.py').write_text('raise RuntimeError("broken on import")\n')
+    done = subprocess.run([sys.executable, '-c', (
+        f'import argparse, sys; sys.path.insert(0, {ROOT!r}); from experiments import runner; '
+        'from utils.cli import run; runner.PRELOAD = ["broken_preload"]; '
+        f'run(lambda: runner.launch([runner.Run("r", ["-c", "pass"], "", {str(tmp_path / "r.log")!r})], '
+        'argparse.Namespace(launcher="local", jobs=1, threads=1, time=None)))')],
+        capture_output=True, text=True, timeout=120, env={**os.environ, 'PYTHONPATH': str(tmp_path)})  # the server's
+    assert done.returncode == 2, done.stderr
+    assert "error: the runner's forkserver did not start r (EOFError" in done.stderr.splitlines()[-1]
 
 
 def slurm_up():
