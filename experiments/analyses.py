@@ -402,8 +402,9 @@ def tradeoff_harsh(args, runner):
     teacher stronger than the student's own schedule move NAD's curve off fine-tuning's, and does logit
     distillation from it do as well? Writes tradeoff_harsh.csv (one row per run), tradeoff_harsh.png (the
     curves of fine-tuning, NAD with the teacher of its lr, and NAD and KD with the code teacher) and
-    tradeoff_harsh_summary.csv (each of HARSH_METHODS minus fine-tuning in ASR at its ACC, as tradeoff_summary);
-    tradeoff's own files are left as they are."""
+    tradeoff_harsh_summary.csv (each of HARSH_METHODS minus fine-tuning in ASR at its ACC, as tradeoff_summary;
+    and NAD minus KD taught by the same teacher at the same lr and seed, the attention term against logit
+    distillation); tradeoff's own files are left as they are."""
     rows = tradeoff_runs(args, runner)
     for attack in args.attacks:
         for seed in args.seeds:
@@ -422,6 +423,7 @@ def tradeoff_harsh(args, runner):
             matched = matched_difference(runs, method)
             cell.update({f'{method}_minus_ft_asr': matched[f'{method}_minus_ft_asr'], f'{method}_sd': matched['sd'],
                          f'{method}_matched_runs': matched['matched_runs']})
+        cell.update(paired_difference(runs, 'nad' + HARSH_SUFFIX, 'kd' + HARSH_SUFFIX, 'nad_minus_kd'))
         summary.append(cell)
     report(args, 'tradeoff_harsh', rows)
     report(args, 'tradeoff_harsh_summary', summary)
@@ -458,6 +460,19 @@ def matched_difference(rows, method='nad'):
     mean = sum(diffs) / len(diffs)
     sd = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else 0.0
     return {f'{method}_minus_ft_asr': mean, 'sd': sd, 'matched_runs': len(diffs)}
+
+
+def paired_difference(rows, method, other, name):
+    """`method`'s ACC and ASR minus `other`'s in the runs of the same seed and lr: mean and sd over those pairs
+    ({name}_acc, {name}_acc_sd, {name}_asr, {name}_asr_sd) and how many there were ({name}_pairs)."""
+    runs = {(r['method'], r['seed'], r['lr']): r for r in rows}
+    pairs = [(r, runs[(other, r['seed'], r['lr'])]) for key, r in runs.items()
+             if key[0] == method and (other, *key[1:]) in runs]
+    cell = {f'{name}_pairs': len(pairs)}
+    for metric in ('acc', 'asr'):
+        mean, sd = mean_sd([a[metric] - b[metric] for a, b in pairs]) if pairs else (None, None)
+        cell.update({f'{name}_{metric}': mean, f'{name}_{metric}_sd': sd})
+    return cell
 
 
 def tradeoff_plot(args, rows, name='tradeoff', methods=('finetune', 'nad'), note=''):

@@ -152,7 +152,14 @@ def tradeoff_harsh():
             return '-'
         return f"{r[f'{method}_minus_ft_asr']:+.2f} +- {r[f'{method}_sd']:.2f} ({r[f'{method}_matched_runs']:.0f})"
 
+    def paired(r):  # NAD minus KD, the same teacher, lr and seed: ASR / ACC
+        if not r.get('nad_minus_kd_pairs'):
+            return '-'
+        return (f"{r['nad_minus_kd_asr']:+.2f} +- {r['nad_minus_kd_asr_sd']:.2f} / {r['nad_minus_kd_acc']:+.2f} +- "
+                f"{r['nad_minus_kd_acc_sd']:.2f} ({r['nad_minus_kd_pairs']:.0f})")
+
     body = [[label, *(matched(r, method) for r in data)] for method, label in HARSH_LABELS.items()]
+    body.append(['NAD - KD, both `code`-taught (ASR / ACC)', *(paired(r) for r in data)])
     attacks, seeds = ' '.join(r['attack'] for r in data), seeds_of(runs)
     lrs = ' / '.join(f'{lr:g}' for lr in sorted({r['lr'] for r in runs}))
     return ('The trade-off with a harsh teacher',
@@ -160,7 +167,9 @@ def tradeoff_harsh():
             f'`code` (lr 0.1) teacher at every lr, under `code` at first-phase lr {lrs}, seeds {seeds}, float32: '
             f'`python reproduce.py --analysis tradeoff_harsh --attacks {attacks} --seeds {seeds} --results '
             f'results/fp32 --models weight/erasing_net/fp32`. Each method\'s ASR minus fine-tuning\'s at its ACC '
-            f'(fine-tuning\'s curve of the same seed read there), mean +- sd (matched runs). Source: {link(path)}; '
+            f'(fine-tuning\'s curve of the same seed read there), mean +- sd (matched runs); last row: NAD\'s '
+            f'ASR and ACC minus KD\'s at the same lr and seed, both taught by the `code` teacher (lr 0.1 included), '
+            f'mean +- sd (pairs). Source: {link(path)}; '
             f'every run: {link(runs_path)}.\n\n'
             + table(['', *(title(r['attack']) for r in data)], body)
             + f'\n\n{image(path.replace("_summary.csv", ".png"))}')

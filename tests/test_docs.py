@@ -170,9 +170,10 @@ def test_the_harsh_trade_off_section_waits_for_its_summary_then_shows_each_metho
     assert report.tradeoff_harsh() is None                          # no summary yet: no section
     assert set(report.HARSH_LABELS) == set(analyses.HARSH_METHODS)
     header = ','.join(['attack', *(f'{m}_{c}' for m in analyses.HARSH_METHODS
-                                   for c in ('minus_ft_asr', 'sd', 'matched_runs'))])
+                                   for c in ('minus_ft_asr', 'sd', 'matched_runs')),
+                       *(f'nad_minus_kd_{c}' for c in ('pairs', 'acc', 'acc_sd', 'asr', 'asr_sd'))])
     (tmp_path / 'fp32' / 'tradeoff_harsh_summary.csv').write_text(
-        header + '\nbadnets,-1.5,0.5,12,-20.25,2.0,11,,,0\ncl,0.5,0.25,10,-3.0,1.0,9,-2.0,1.5,8\n')
+        header + '\nbadnets,-1.5,0.5,12,-20.25,2.0,11,,,0,12,1.25,0.5,-4.5,2.25\ncl,0.5,0.25,10,-3.0,1.0,9,-2.0,1.5,8,0,,,,\n')
     (tmp_path / 'fp32' / 'tradeoff_harsh.csv').write_text(   # every run: the seeds and lrs the command names
         'attack,method,lr,seed,acc,asr,ra\n' + ''.join(f'badnets,finetune,{lr},{seed},80,5,70\n'
                                                        for lr in (0.01, 0.003) for seed in (0, 2)))
@@ -180,6 +181,7 @@ def test_the_harsh_trade_off_section_waits_for_its_summary_then_shows_each_metho
     lines = text.splitlines()
     assert '| NAD, `code` teacher | -20.25 +- 2.00 (11) | -3.00 +- 1.00 (9) |' in lines
     assert '| KD, `code` teacher | - | -2.00 +- 1.50 (8) |' in lines   # no matched run: a dash
+    assert '| NAD - KD, both `code`-taught (ASR / ACC) | -4.50 +- 2.25 / +1.25 +- 0.50 (12) | - |' in lines
     assert '--attacks badnets cl --seeds 0 2' in text and 'lr 0.003 / 0.01, seeds 0 2' in text
     assert 'tradeoff_harsh.png' in text
 

@@ -5,6 +5,7 @@ the analyses ask for the right runs and write their own files. No training."""
 import csv
 import itertools
 import math
+import statistics
 from types import SimpleNamespace
 
 import pytest
@@ -223,6 +224,13 @@ def test_the_harsh_trade_off_teaches_nad_and_kd_with_the_code_teacher_at_every_l
     assert len(table) == 4 * 4 * 2
     summary = rows(tmp_path / 'tradeoff_harsh_summary.csv')[0]
     assert {'nad_minus_ft_asr', 'nad_code_teacher_minus_ft_asr', 'kd_code_teacher_matched_runs'} <= set(summary)
+    by = {(r['method'], r['seed'], r['lr']): r for r in table}   # NAD - KD: the same code teacher, lr and seed
+    for metric in ('acc', 'asr'):
+        diffs = [float(by[('nad_code_teacher', s, lr)][metric]) - float(by[('kd_code_teacher', s, lr)][metric])
+                 for s, lr in {(r['seed'], r['lr']) for r in table}]
+        assert float(summary[f'nad_minus_kd_{metric}']) == pytest.approx(statistics.mean(diffs))
+        assert float(summary[f'nad_minus_kd_{metric}_sd']) == pytest.approx(statistics.stdev(diffs))
+    assert summary['nad_minus_kd_pairs'] == '8'                   # 2 seeds x 4 lrs
     assert (tmp_path / 'tradeoff_harsh.png').stat().st_size > 1000
     assert not (tmp_path / 'tradeoff.csv').exists() and not (tmp_path / 'tradeoff_summary.csv').exists()
     assert analyses.method_name('kd_code_teacher') == 'KD, code teacher'
