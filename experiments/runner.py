@@ -96,24 +96,36 @@ class Outcome:
 def execute(run, threads, gpu):
     """Run the command with its output in its log; seal its result if it exits 0. Returns (exit code, s).
     `gpu`: the CUDA device the run gets (None: the worker's own, e.g. Slurm's allocation)."""
-    os.makedirs(os.path.dirname(os.path.abspath(run.log)), exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    if threads:
-        env['OMP_NUM_THREADS'] = str(threads)
-    if gpu is not None:
-        env['CUDA_VISIBLE_DEVICES'] = gpu
     start = time.perf_counter()
-    with open(run.log, 'w') as log:
-        log.write(f"$ python {' '.join(run.command)}\n")
-        log.flush()
-        # A stop (SIGINT from submitit's local executor) raises here, and subprocess.run then kills the command;
+    with open_log(run) as log:
+        # A stop that raises here (submitit's handling of Slurm's signals) makes subprocess.run kill the command;
         # if the worker is killed outright first, the command gets SIGKILL from the kernel (die_with_worker).
         code = subprocess.run([sys.executable, *run.command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              env=env, preexec_fn=die_with_worker()).returncode
+                              env=run_environment(os.environ, threads, gpu), preexec_fn=die_with_worker()).returncode
     seconds = time.perf_counter() - start
     if code == 0 and run.seal is not None:
         run.seal(seconds)
     return code, seconds
+
+
+def run_environment(environ, threads, gpu):
+    """The environment a run's command gets: `environ` with unbuffered output, OMP_NUM_THREADS=threads where given
+    and CUDA_VISIBLE_DEVICES=gpu where given (None: leave it as it is)."""
+    env = dict(environ, PYTHONUNBUFFERED='1')
+    if threads:
+        env['OMP_NUM_THREADS'] = str(threads)
+    if gpu is not None:
+        env['CUDA_VISIBLE_DEVICES'] = gpu
+    return env
+
+
+def open_log(run):
+    """The run's log, next to its result, opened for writing with the command as its first line."""
+    os.makedirs(os.path.dirname(os.path.abspath(run.log)), exist_ok=True)
+    log = open(run.log, 'w')
+    log.write(f"$ python {' '.join(run.command)}\n")
+    log.flush()
+    return log
 
 
 def die_with_worker():
@@ -158,18 +170,14 @@ def execute_forked(run, threads, gpu, environ):
     numpy.random.seed()
     torch.seed()
     os.environ.clear()
-    os.environ.update(environ, PYTHONUNBUFFERED='1', CUDA_VISIBLE_DEVICES=gpu)  # CUDA reads it when it starts
-    threads = threads or environ.get('OMP_NUM_THREADS')
-    if threads and str(threads).isdigit():  # the server read OMP_NUM_THREADS when it imported torch: set it again
-        os.environ['OMP_NUM_THREADS'] = str(threads)
+    os.environ.update(run_environment(environ, threads, gpu))  # CUDA reads CUDA_VISIBLE_DEVICES when it starts
+    threads = os.environ.get('OMP_NUM_THREADS', '')
+    if threads.isdigit():  # the server read OMP_NUM_THREADS when it imported torch: set it again
         torch.set_num_threads(int(threads))
     os.chdir(ROOT)
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)  # as `python main.py` (the script's folder) and `python -m` (this folder) have it
-    os.makedirs(os.path.dirname(os.path.abspath(run.log)), exist_ok=True)
-    with open(run.log, 'w') as log:
-        log.write(f"$ python {' '.join(run.command)}\n")
-        log.flush()
+    with open_log(run) as log:
         for fd in (1, 2):
             os.dup2(log.fileno(), fd)
     sys.stdout = open(1, 'w', buffering=1, closefd=False)
